@@ -1,0 +1,32 @@
+# Shared compile settings and the helpers every module uses.
+
+add_library(infergate_options INTERFACE)
+target_compile_options(infergate_options INTERFACE -Wall -Wextra -Wpedantic -Wno-missing-field-initializers)
+target_compile_definitions(infergate_options INTERFACE
+  BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW SPDLOG_FMT_EXTERNAL)
+if(INFERGATE_WERROR)
+  target_compile_options(infergate_options INTERFACE -Werror)
+endif()
+if(INFERGATE_SANITIZE)
+  target_compile_options(infergate_options INTERFACE
+    -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  target_link_options(infergate_options INTERFACE -fsanitize=address,undefined)
+endif()
+
+# infergate_module(NAME SOURCES ... DEPS ...): one static library per src/<module>.
+# Public headers are included as "<module>/<file>.h" from src/.
+function(infergate_module name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_library(infergate_${name} STATIC ${ARG_SOURCES})
+  target_include_directories(infergate_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(infergate_${name} PUBLIC infergate_options ${ARG_DEPS})
+endfunction()
+
+# infergate_test(NAME SOURCES ... DEPS ...): one GoogleTest binary, registered with CTest.
+function(infergate_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;DEPS" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE infergate_options GTest::gtest GTest::gtest_main GTest::gmock ${ARG_DEPS})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
+  gtest_discover_tests(${name} DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 120)
+endfunction()
