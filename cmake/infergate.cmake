@@ -3,7 +3,7 @@
 add_library(infergate_options INTERFACE)
 target_compile_options(infergate_options INTERFACE -Wall -Wextra -Wpedantic -Wno-missing-field-initializers)
 target_compile_definitions(infergate_options INTERFACE
-  BOOST_ASIO_NO_DEPRECATED BOOST_BEAST_USE_STD_STRING_VIEW SPDLOG_FMT_EXTERNAL)
+  BOOST_ASIO_NO_DEPRECATED SPDLOG_FMT_EXTERNAL)
 if(INFERGATE_WERROR)
   target_compile_options(infergate_options INTERFACE -Werror)
 endif()

@@ -1,0 +1,15 @@
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace infergate::cli {
+
+// Each subcommand adds itself to the top-level app and returns the function that runs it once
+// the command line is parsed. The function returns the process exit status.
+using Runner = std::function<int()>;
+
+Runner add_version_command(CLI::App& app);
+Runner add_sim_command(CLI::App& app);
+
+}  // namespace infergate::cli

@@ -1,0 +1,41 @@
+#include <spdlog/spdlog.h>
+
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cli/commands.h"
+#include "common/log.h"
+
+int main(int argc, char** argv) {
+  using namespace infergate;
+  CLI::App app{
+      "infergate: an inference-aware gateway for self-hosted LLMs (Gateway API Inference "
+      "Extension).",
+      "infergate"};
+  app.require_subcommand(1);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
+      ->capture_default_str();
+
+  const std::vector<std::pair<std::string, cli::Runner>> commands = {
+      {"version", cli::add_version_command(app)},
+      {"sim", cli::add_sim_command(app)},
+  };
+
+  CLI11_PARSE(app, argc, argv);
+  if (!set_log_level(log_level)) {
+    spdlog::error("unknown log level '{}'", log_level);
+    return 2;
+  }
+  try {
+    for (const auto& [name, run] : commands) {
+      if (app.got_subcommand(name)) return run();
+    }
+  } catch (const std::exception& error) {
+    spdlog::error("{}", error.what());
+    return 1;
+  }
+  return 0;
+}
