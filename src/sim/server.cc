@@ -17,8 +17,8 @@
 #include <unordered_map>
 
 #include "http/server.h"
-#include "request/chat_template.h"
 #include "request/openai_request.h"
+#include "request/prompt.h"
 #include "request/tokenizer.h"
 
 namespace infergate::sim {
@@ -287,13 +287,7 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     }
 
     EngineRequest engine_request;
-    if (kind == request::ApiKind::kChatCompletions) {
-      engine_request.prompt_tokens = request::encode(request::render_chat_prompt(body.messages));
-    } else if (body.prompt_token_ids) {
-      engine_request.prompt_tokens = *body.prompt_token_ids;
-    } else {
-      engine_request.prompt_tokens = request::encode(body.prompt);
-    }
+    engine_request.prompt_tokens = request::prompt_token_ids(body);
     const auto prompt_len = static_cast<std::int64_t>(engine_request.prompt_tokens.size());
     const std::int64_t max_model_len = engine.config().max_model_len;
     const std::int64_t max_tokens = body.max_tokens.value_or(std::max<std::int64_t>(1, max_model_len - prompt_len));
