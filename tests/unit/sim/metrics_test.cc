@@ -26,6 +26,14 @@ EngineRequest request(std::uint64_t id, int prompt_tokens, int output_tokens) {
 std::string scenario_text(MetricsStyle style) {
   EngineConfig config{.num_gpu_blocks = 101, .max_num_seqs = 4, .max_num_batched_tokens = 256,
                       .max_model_len = 1000};
+  // Fixed here, so that recalibrating the default profile does not move the golden figures.
+  config.step_time = StepTimeParams{.fixed_ms = 1.0,
+                                    .weights_read_ms = 5.0,
+                                    .per_token_us = 25.0,
+                                    .per_sequence_us = 5.0,
+                                    .kv_read_per_context_token_us = 0.05,
+                                    .attention_per_pair_ns = 1.0,
+                                    .frontend_ms = 20.0};
   Engine engine(config);
   prom::Registry registry;
   SimMetrics metrics(registry, style, "test-model", config);
