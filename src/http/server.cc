@@ -1,0 +1,720 @@
+#include "http/server.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <boost/beast/http/write.hpp>
+#include <exception>
+#include <limits>
+#include <mutex>
+#include <stdexcept>
+#include <unordered_map>
+#include <utility>
+
+#include "common/status.h"
+
+namespace infergate::http {
+
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using boost::system::error_code;
+
+namespace {
+
+constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+// Size of the read that waits for the first byte of the next request.
+constexpr std::size_t kFirstReadBytes = 16 << 10;
+// While a handler runs, bytes of a pipelined next request are buffered up to this size so that a
+// disconnect behind them is still noticed; beyond it, only failed writes reveal a gone client.
+constexpr std::size_t kMaxWatchedPipelineBytes = 64 << 10;
+// After an error response the server stops sending and discards what the client still sends for
+// a while, so that closing with unread input (which makes the kernel send RST) does not destroy
+// the response before the client has read it.
+constexpr std::chrono::milliseconds kLingerTimeout{1000};
+constexpr std::size_t kLingerMaxBytes = 16 << 20;
+constexpr std::chrono::milliseconds kAcceptRetryDelay{50};
+constexpr std::string_view kContinueResponse = "HTTP/1.1 100 Continue\r\n\r\n";
+
+bool is_http_error(const error_code& ec) {
+  return ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category();
+}
+
+bool has_no_body(unsigned status) {
+  return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+}  // namespace
+
+namespace detail {
+
+struct ServerState {
+  ServerState(asio::io_context& io_context, ServerOptions server_options, Handler request_handler)
+      : io(io_context),
+        options(std::move(server_options)),
+        handler(std::move(request_handler)),
+        acceptor(asio::make_strand(io_context)) {}
+
+  asio::io_context& io;
+  const ServerOptions options;
+  const Handler handler;
+  ServerStats stats;
+  tcp::acceptor acceptor;  // used only on its own strand once start() has run
+  std::uint16_t port = 0;
+  std::atomic<bool> started{false};
+  std::atomic<bool> stopping{false};
+
+  std::mutex connections_mutex;
+  std::unordered_map<std::uint64_t, std::weak_ptr<Connection>> connections;  // guarded
+  std::uint64_t next_connection_id = 0;                                      // guarded
+};
+
+// One accepted connection. Everything below runs on the connection's strand.
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(tcp::socket socket, std::shared_ptr<ServerState> server)
+      : server_(std::move(server)),
+        options_(server_->options),
+        stream_(std::move(socket)),
+        read_timer_(stream_.get_executor()) {
+    std::lock_guard lock(server_->connections_mutex);
+    id_ = server_->next_connection_id++;
+  }
+
+  ~Connection() {
+    std::lock_guard lock(server_->connections_mutex);
+    server_->connections.erase(id_);
+  }
+
+  // Separate from the constructor because weak_from_this() is empty until then.
+  void register_with_server() {
+    std::lock_guard lock(server_->connections_mutex);
+    server_->connections.emplace(id_, weak_from_this());
+  }
+
+  asio::any_io_executor executor() { return stream_.get_executor(); }
+
+  static asio::awaitable<void> run(std::shared_ptr<Connection> self) { co_await self->serve(); }
+
+  // Posted by Server::stop().
+  void close_if_idle() {
+    if (phase_ == Phase::kWaiting) {
+      error_code ec;
+      stream_.socket().cancel(ec);
+    }
+  }
+
+  // ResponseWriter's implementation.
+  asio::awaitable<bool> send(unsigned status, std::string_view content_type, std::string body,
+                             Headers extra_headers);
+  asio::awaitable<bool> begin_stream(unsigned status, std::string_view content_type,
+                                     Headers extra_headers);
+  asio::awaitable<bool> write_chunk(std::string_view data);
+  asio::awaitable<bool> end_stream();
+  bool client_gone() const { return gone_; }
+  void on_client_gone(std::function<void()> callback);
+
+ private:
+  enum class Phase { kWaiting, kReading, kHandling };
+  enum class ResponseState { kNone, kSent, kStreaming, kStreamEnded };
+  enum class ReadOutcome { kRequest, kRespondAndClose, kClose };
+  enum class CloseMode { kImmediate, kGraceful };
+
+  asio::awaitable<void> serve();
+  asio::awaitable<ReadOutcome> read_request(bhttp::request_parser<bhttp::string_body>& parser);
+  asio::awaitable<void> handle(Request& request);
+  asio::awaitable<void> close(CloseMode mode);
+  asio::awaitable<bool> write_whole_response(unsigned status, std::string_view content_type,
+                                             std::string body, Headers extra_headers);
+  static asio::awaitable<void> watch_client(std::shared_ptr<Connection> self,
+                                            std::uint64_t generation);
+  void arm_read_timer();
+  void disarm_read_timer();
+  void mark_gone();
+  void post_gone_callback();
+  template <typename Response>
+  void set_common_fields(Response& response, std::string_view content_type,
+                         const Headers& extra_headers);
+
+  std::shared_ptr<ServerState> server_;
+  const ServerOptions& options_;
+  std::uint64_t id_ = 0;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+  asio::steady_timer read_timer_;
+  Phase phase_ = Phase::kWaiting;
+
+  // Request read state.
+  std::uint64_t read_sequence_ = 0;
+  bool reading_ = false;
+  bool read_timed_out_ = false;
+  Status read_error_;  // the error response for ReadOutcome::kRespondAndClose
+
+  // Per-request state, valid while a handler runs.
+  std::uint64_t generation_ = 0;  // incremented for every request handed to the handler
+  bool handler_running_ = false;
+  bool keep_alive_ = true;
+  bool http10_ = false;
+  bool head_request_ = false;  // the response carries a header only
+  ResponseState response_state_ = ResponseState::kNone;
+  bool gone_ = false;
+  std::function<void()> gone_callback_;
+};
+
+asio::awaitable<void> Connection::serve() {
+  error_code ignored;
+  stream_.socket().set_option(tcp::no_delay(true), ignored);
+  // The client watcher reads synchronously after a readiness wait; it must never block.
+  stream_.socket().non_blocking(true, ignored);
+
+  bool first_request = true;
+  CloseMode close_mode = CloseMode::kImmediate;
+  while (true) {
+    if (buffer_.size() == 0) {
+      if (server_->stopping) {
+        break;
+      }
+      phase_ = Phase::kWaiting;
+      stream_.expires_after(first_request ? options_.read_timeout : options_.idle_timeout);
+      auto [ec, bytes] =
+          co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kAsTuple);
+      if (ec) {
+        break;  // the peer closed, the connection idled out, or stop() cancelled the read
+      }
+      buffer_.commit(bytes);
+    }
+    first_request = false;
+    phase_ = Phase::kReading;
+
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.body_limit(options_.body_limit_bytes);
+    parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
+        options_.header_limit_bytes, std::numeric_limits<std::uint32_t>::max())));
+    const ReadOutcome outcome = co_await read_request(parser);
+    if (outcome == ReadOutcome::kClose) {
+      break;
+    }
+    if (outcome == ReadOutcome::kRespondAndClose) {
+      keep_alive_ = false;
+      http10_ = false;
+      head_request_ = false;
+      if (co_await write_whole_response(static_cast<unsigned>(read_error_.http_status()),
+                                        "application/json", read_error_.to_openai_json(), {})) {
+        close_mode = CloseMode::kGraceful;
+      }
+      break;
+    }
+
+    Request request = parser.release();
+    phase_ = Phase::kHandling;
+    co_await handle(request);
+    if (gone_ || response_state_ == ResponseState::kStreaming) {
+      break;
+    }
+    if (!keep_alive_ || server_->stopping) {
+      close_mode = CloseMode::kGraceful;
+      break;
+    }
+  }
+  co_await close(close_mode);
+}
+
+asio::awaitable<Connection::ReadOutcome> Connection::read_request(
+    bhttp::request_parser<bhttp::string_body>& parser) {
+  arm_read_timer();
+  // The read timer, not the stream's own timeout, bounds the read: the stream's timeout closes the
+  // socket, and a slow client should still get its 408.
+  stream_.expires_never();
+  auto [ec, bytes] = co_await bhttp::async_read_header(stream_, buffer_, parser, kAsTuple);
+  if (!ec && !parser.is_done()) {
+    const auto expect = parser.get()[bhttp::field::expect];
+    if (beast::iequals(expect, "100-continue")) {
+      auto [write_ec, written] =
+          co_await asio::async_write(stream_, asio::buffer(kContinueResponse), kAsTuple);
+      ec = write_ec;
+    }
+    if (!ec) {
+      auto [body_ec, body_bytes] = co_await bhttp::async_read(stream_, buffer_, parser, kAsTuple);
+      ec = body_ec;
+    }
+  }
+  disarm_read_timer();
+  if (!ec) {
+    co_return ReadOutcome::kRequest;
+  }
+
+  ServerStats& stats = server_->stats;
+  if (read_timed_out_) {
+    ++stats.read_timeouts;
+    read_error_ = Status(
+        408, fmt::format("request not received within {} ms", options_.read_timeout.count()));
+    co_return ReadOutcome::kRespondAndClose;
+  }
+  if (ec == bhttp::error::body_limit) {
+    ++stats.body_too_large;
+    read_error_ = Status(
+        413, fmt::format("request body exceeds the limit of {} bytes", options_.body_limit_bytes));
+    co_return ReadOutcome::kRespondAndClose;
+  }
+  if (ec == bhttp::error::header_limit) {
+    ++stats.headers_too_large;
+    read_error_ = Status(431, fmt::format("request header exceeds the limit of {} bytes",
+                                          options_.header_limit_bytes));
+    co_return ReadOutcome::kRespondAndClose;
+  }
+  if (is_http_error(ec) && ec != bhttp::error::end_of_stream &&
+      ec != bhttp::error::partial_message) {
+    ++stats.bad_requests;
+    read_error_ = Status::bad_request(fmt::format("malformed HTTP request: {}", ec.message()));
+    co_return ReadOutcome::kRespondAndClose;
+  }
+  spdlog::debug("http: connection {} closed while reading a request: {}", id_, ec.message());
+  co_return ReadOutcome::kClose;
+}
+
+asio::awaitable<void> Connection::handle(Request& request) {
+  ServerStats& stats = server_->stats;
+  ++stats.requests;
+  keep_alive_ = request.keep_alive() && !server_->stopping;
+  http10_ = request.version() < 11;
+  head_request_ = request.method() == bhttp::verb::head;
+  response_state_ = ResponseState::kNone;
+  ++generation_;
+  handler_running_ = true;
+  asio::co_spawn(executor(), watch_client(shared_from_this(), generation_), asio::detached);
+
+  ResponseWriter writer(this);
+  std::string failure;
+  try {
+    co_await server_->handler(request, writer);
+  } catch (const std::exception& e) {
+    failure = e.what();
+  } catch (...) {
+    failure = "unknown exception";
+  }
+  handler_running_ = false;
+  gone_callback_ = nullptr;
+  error_code ignored;
+  stream_.socket().cancel(ignored);  // ends the client watcher's wait
+
+  if (!failure.empty()) {
+    ++stats.handler_errors;
+    spdlog::error("http: handler for {} {} threw: {}", request.method_string(), request.target(),
+                  failure);
+    keep_alive_ = false;
+  } else if (response_state_ == ResponseState::kNone && !gone_) {
+    ++stats.handler_errors;
+    spdlog::error("http: handler for {} {} returned without a response", request.method_string(),
+                  request.target());
+  }
+  if (response_state_ == ResponseState::kNone && !gone_) {
+    co_await write_whole_response(
+        500, "application/json",
+        Status::internal(failure.empty() ? "the request handler produced no response"
+                                         : "internal error while handling the request")
+            .to_openai_json(),
+        {});
+  }
+}
+
+asio::awaitable<void> Connection::close(CloseMode mode) {
+  error_code ignored;
+  if (mode == CloseMode::kGraceful) {
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::min(kLingerTimeout, options_.read_timeout));
+    std::array<char, 4096> discard;
+    std::size_t discarded = 0;
+    while (discarded < kLingerMaxBytes) {
+      auto [ec, bytes] = co_await stream_.async_read_some(asio::buffer(discard), kAsTuple);
+      if (ec) {
+        break;
+      }
+      discarded += bytes;
+    }
+  }
+  stream_.socket().close(ignored);
+  read_timer_.cancel();
+}
+
+asio::awaitable<void> Connection::watch_client(std::shared_ptr<Connection> self,
+                                               std::uint64_t generation) {
+  Connection& connection = *self;
+  tcp::socket& socket = connection.stream_.socket();
+  auto still_watching = [&] {
+    return connection.handler_running_ && connection.generation_ == generation && !connection.gone_;
+  };
+  while (still_watching()) {
+    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kAsTuple);
+    if (ec || !still_watching()) {
+      co_return;
+    }
+    beast::flat_buffer& buffer = connection.buffer_;
+    if (buffer.size() >= kMaxWatchedPipelineBytes) {
+      co_return;
+    }
+    // Readable while the request is being handled: EOF, a reset, or the next pipelined request.
+    // Reading (rather than peeking) keeps a pipelined request from waking this loop forever; the
+    // bytes stay in the buffer the next request is parsed from.
+    error_code read_ec;
+    const std::size_t bytes =
+        socket.read_some(buffer.prepare(kMaxWatchedPipelineBytes - buffer.size()), read_ec);
+    if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
+      continue;
+    }
+    if (read_ec) {
+      spdlog::debug("http: connection {} client gone: {}", connection.id_, read_ec.message());
+      connection.mark_gone();
+      co_return;
+    }
+    buffer.commit(bytes);
+  }
+}
+
+void Connection::arm_read_timer() {
+  reading_ = true;
+  read_timed_out_ = false;
+  const std::uint64_t sequence = ++read_sequence_;
+  read_timer_.expires_after(options_.read_timeout);
+  read_timer_.async_wait([self = shared_from_this(), sequence](const error_code& ec) {
+    // A completed read may race with an expiry already queued; the sequence check drops it.
+    if (ec || !self->reading_ || self->read_sequence_ != sequence) {
+      return;
+    }
+    self->read_timed_out_ = true;
+    error_code ignored;
+    self->stream_.socket().cancel(ignored);
+  });
+}
+
+void Connection::disarm_read_timer() {
+  reading_ = false;
+  read_timer_.cancel();
+}
+
+void Connection::mark_gone() {
+  if (gone_) {
+    return;
+  }
+  gone_ = true;
+  if (!handler_running_) {
+    return;
+  }
+  ++server_->stats.client_disconnects;
+  post_gone_callback();
+}
+
+void Connection::post_gone_callback() {
+  if (!gone_callback_) {
+    return;
+  }
+  // Posted, not called, so that the callback never runs inside the handler's own write call.
+  asio::post(executor(), [self = shared_from_this(), generation = generation_] {
+    if (!self->handler_running_ || self->generation_ != generation || !self->gone_callback_) {
+      return;
+    }
+    auto callback = std::exchange(self->gone_callback_, nullptr);
+    try {
+      callback();
+    } catch (const std::exception& e) {
+      spdlog::error("http: on_client_gone callback threw: {}", e.what());
+    }
+  });
+}
+
+void Connection::on_client_gone(std::function<void()> callback) {
+  gone_callback_ = std::move(callback);
+  if (gone_) {
+    post_gone_callback();
+  }
+}
+
+template <typename Response>
+void Connection::set_common_fields(Response& response, std::string_view content_type,
+                                   const Headers& extra_headers) {
+  response.version(http10_ ? 10 : 11);
+  response.set(bhttp::field::server, options_.server_name);
+  if (!content_type.empty()) {
+    response.set(bhttp::field::content_type, content_type);
+  }
+  for (const auto& [name, value] : extra_headers) {
+    response.insert(name, value);
+  }
+  // A handler may end the connection by sending Connection: close itself.
+  if (bhttp::token_list(response[bhttp::field::connection]).exists("close")) {
+    keep_alive_ = false;
+  }
+  response.keep_alive(keep_alive_);
+}
+
+asio::awaitable<bool> Connection::write_whole_response(unsigned status,
+                                                       std::string_view content_type,
+                                                       std::string body, Headers extra_headers) {
+  if (status < 100 || status > 999) {
+    spdlog::error("http: invalid response status {}; sending 500", status);
+    status = 500;
+  }
+  bhttp::response<bhttp::string_body> response;
+  response.result(status);
+  set_common_fields(response, content_type, extra_headers);
+  if (!has_no_body(status)) {
+    response.body() = std::move(body);
+    response.prepare_payload();  // for HEAD too: Content-Length tells what GET would send
+  }
+  response_state_ = ResponseState::kSent;
+  stream_.expires_after(options_.write_timeout);
+  error_code ec;
+  if (head_request_) {
+    bhttp::response_serializer<bhttp::string_body> serializer(response);
+    auto [write_ec, bytes] = co_await bhttp::async_write_header(stream_, serializer, kAsTuple);
+    ec = write_ec;
+  } else {
+    auto [write_ec, bytes] = co_await bhttp::async_write(stream_, response, kAsTuple);
+    ec = write_ec;
+  }
+  if (ec) {
+    mark_gone();
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> Connection::send(unsigned status, std::string_view content_type,
+                                       std::string body, Headers extra_headers) {
+  if (response_state_ != ResponseState::kNone || gone_) {
+    co_return false;
+  }
+  co_return co_await write_whole_response(status, content_type, std::move(body),
+                                          std::move(extra_headers));
+}
+
+asio::awaitable<bool> Connection::begin_stream(unsigned status, std::string_view content_type,
+                                               Headers extra_headers) {
+  if (response_state_ != ResponseState::kNone || gone_) {
+    co_return false;
+  }
+  if (status < 200 || status > 999 || has_no_body(status)) {
+    spdlog::error("http: status {} cannot carry a streamed body; sending 500", status);
+    status = 500;
+  }
+  bhttp::response<bhttp::empty_body> response;
+  response.result(status);
+  if (http10_) {
+    keep_alive_ = false;  // HTTP/1.0 has no chunked coding: the close ends the body
+  }
+  set_common_fields(response, content_type, extra_headers);
+  if (!http10_) {
+    response.chunked(true);
+  }
+  response_state_ = ResponseState::kStreaming;
+  bhttp::response_serializer<bhttp::empty_body> serializer(response);
+  stream_.expires_after(options_.write_timeout);
+  auto [ec, bytes] = co_await bhttp::async_write_header(stream_, serializer, kAsTuple);
+  if (ec) {
+    mark_gone();
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> Connection::write_chunk(std::string_view data) {
+  if (response_state_ != ResponseState::kStreaming || gone_) {
+    co_return false;
+  }
+  if (data.empty() || head_request_) {
+    co_return true;  // an empty chunk would end the body
+  }
+  stream_.expires_after(options_.write_timeout);
+  error_code ec;
+  if (http10_) {
+    auto [write_ec, bytes] = co_await asio::async_write(stream_, asio::buffer(data), kAsTuple);
+    ec = write_ec;
+  } else {
+    auto [write_ec, bytes] = co_await asio::async_write(
+        stream_, bhttp::make_chunk(asio::const_buffer(data.data(), data.size())), kAsTuple);
+    ec = write_ec;
+  }
+  if (ec) {
+    mark_gone();
+    co_return false;
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> Connection::end_stream() {
+  if (response_state_ != ResponseState::kStreaming || gone_) {
+    co_return false;
+  }
+  response_state_ = ResponseState::kStreamEnded;
+  if (http10_ || head_request_) {
+    co_return true;
+  }
+  stream_.expires_after(options_.write_timeout);
+  auto [ec, bytes] = co_await asio::async_write(stream_, bhttp::make_chunk_last(), kAsTuple);
+  if (ec) {
+    mark_gone();
+    co_return false;
+  }
+  co_return true;
+}
+
+}  // namespace detail
+
+// ResponseWriter forwards to its connection.
+
+asio::awaitable<bool> ResponseWriter::send(unsigned status, std::string_view content_type,
+                                           std::string body, Headers extra_headers) {
+  return connection_->send(status, content_type, std::move(body), std::move(extra_headers));
+}
+
+asio::awaitable<bool> ResponseWriter::begin_stream(unsigned status, std::string_view content_type,
+                                                   Headers extra_headers) {
+  return connection_->begin_stream(status, content_type, std::move(extra_headers));
+}
+
+asio::awaitable<bool> ResponseWriter::write_chunk(std::string_view data) {
+  return connection_->write_chunk(data);
+}
+
+asio::awaitable<bool> ResponseWriter::end_stream() { return connection_->end_stream(); }
+
+bool ResponseWriter::client_gone() const { return connection_->client_gone(); }
+
+void ResponseWriter::on_client_gone(std::function<void()> callback) {
+  connection_->on_client_gone(std::move(callback));
+}
+
+namespace {
+
+tcp::endpoint resolve_listen_endpoint(const ServerOptions& options) {
+  error_code ec;
+  const auto address = asio::ip::make_address(options.address, ec);
+  if (!ec) {
+    return {address, options.port};
+  }
+  asio::io_context resolver_context;
+  tcp::resolver resolver(resolver_context);
+  auto results =
+      resolver.resolve(options.address, std::to_string(options.port), tcp::resolver::passive, ec);
+  if (ec || results.empty()) {
+    throw std::runtime_error(fmt::format("cannot listen on {}:{}: cannot resolve address: {}",
+                                         options.address, options.port, ec.message()));
+  }
+  return results.begin()->endpoint();
+}
+
+asio::awaitable<void> accept_loop(std::shared_ptr<detail::ServerState> state) {
+  while (true) {
+    auto [ec, socket] = co_await state->acceptor.async_accept(
+        asio::any_io_executor(asio::make_strand(state->io)), kAsTuple);
+    if (state->stopping) {
+      co_return;
+    }
+    if (ec) {
+      if (ec == asio::error::operation_aborted || !state->acceptor.is_open()) {
+        co_return;
+      }
+      // Typically out of file descriptors: back off instead of spinning.
+      spdlog::warn("http: accept on port {} failed: {}", state->port, ec.message());
+      asio::steady_timer backoff(state->acceptor.get_executor(), kAcceptRetryDelay);
+      co_await backoff.async_wait(kAsTuple);
+      continue;
+    }
+    ++state->stats.connections_accepted;
+    auto connection = std::make_shared<detail::Connection>(std::move(socket), state);
+    connection->register_with_server();
+    asio::co_spawn(connection->executor(), detail::Connection::run(connection),
+                   [](const std::exception_ptr& error) {
+                     if (!error) {
+                       return;
+                     }
+                     try {
+                       std::rethrow_exception(error);
+                     } catch (const std::exception& e) {
+                       spdlog::error("http: connection failed: {}", e.what());
+                     }
+                   });
+  }
+}
+
+}  // namespace
+
+Server::Server(asio::io_context& io, ServerOptions options, Handler handler)
+    : state_(std::make_shared<detail::ServerState>(io, std::move(options), std::move(handler))) {
+  const ServerOptions& opts = state_->options;
+  const tcp::endpoint endpoint = resolve_listen_endpoint(opts);
+  tcp::acceptor& acceptor = state_->acceptor;
+  error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (!ec) {
+    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  }
+  if (!ec) {
+    acceptor.bind(endpoint, ec);
+  }
+  if (!ec) {
+    acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    throw std::runtime_error(
+        fmt::format("cannot listen on {}:{}: {}", opts.address, opts.port, ec.message()));
+  }
+  state_->port = acceptor.local_endpoint().port();
+}
+
+Server::~Server() { stop(); }
+
+std::uint16_t Server::port() const { return state_->port; }
+
+void Server::start() {
+  if (state_->started.exchange(true)) {
+    return;
+  }
+  asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), asio::detached);
+}
+
+void Server::stop() {
+  if (state_->stopping.exchange(true)) {
+    return;
+  }
+  asio::post(state_->acceptor.get_executor(), [state = state_] {
+    error_code ignored;
+    state->acceptor.close(ignored);
+  });
+  std::vector<std::shared_ptr<detail::Connection>> live;
+  {
+    std::lock_guard lock(state_->connections_mutex);
+    for (const auto& [id, weak] : state_->connections) {
+      if (auto connection = weak.lock()) {
+        live.push_back(std::move(connection));
+      }
+    }
+  }
+  for (auto& connection : live) {
+    asio::post(connection->executor(), [connection] { connection->close_if_idle(); });
+  }
+}
+
+const ServerStats& Server::stats() const { return state_->stats; }
+
+}  // namespace infergate::http

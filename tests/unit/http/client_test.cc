@@ -1,0 +1,250 @@
+#include "http/client.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/io_context.hpp>
+#include <memory>
+#include <thread>
+
+#include "http/server.h"
+#include "http_test_util.h"
+
+namespace infergate::http {
+namespace {
+
+using testing::kAsTuple;
+using testing::kTimeout;
+using testing::Signal;
+using testing::tcp;
+namespace bhttp = boost::beast::http;
+
+const std::string kLoopback = "127.0.0.1";
+
+// A scripted server: accepts one connection, waits for a request head, writes `reply` verbatim,
+// then closes (when `close_after`) or waits for the client to close.
+class ScriptedServer {
+ public:
+  explicit ScriptedServer(asio::io_context& io)
+      : acceptor_(io, {asio::ip::make_address(kLoopback), 0}) {}
+
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  asio::awaitable<void> serve_once(std::string reply, bool close_after) {
+    auto [accept_ec, socket] = co_await acceptor_.async_accept(kAsTuple);
+    if (accept_ec) {
+      co_return;
+    }
+    std::string received;
+    char chunk[1024];
+    while (received.find("\r\n\r\n") == std::string::npos) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
+      if (ec) {
+        co_return;
+      }
+      received.append(chunk, n);
+    }
+    co_await asio::async_write(socket, asio::buffer(reply), kAsTuple);
+    if (!close_after) {
+      while (true) {
+        auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
+        if (ec) {
+          break;
+        }
+      }
+    }
+    boost::system::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+  }
+
+ private:
+  tcp::acceptor acceptor_;
+};
+
+// Runs `server_side` and `client_side` concurrently on `io` until both are done.
+void run_both(asio::io_context& io, asio::awaitable<void> server_side,
+              std::function<asio::awaitable<void>()> client_side) {
+  asio::co_spawn(io, std::move(server_side), [](std::exception_ptr error) {
+    if (error) {
+      std::rethrow_exception(error);
+    }
+  });
+  testing::run_coroutine(io, std::move(client_side));
+}
+
+TEST(HttpClientTest, ConnectRefusedIs503NamingThePeer) {
+  asio::io_context io;
+  std::uint16_t closed_port = 0;
+  {
+    tcp::acceptor probe(io, {asio::ip::make_address(kLoopback), 0});
+    closed_port = probe.local_endpoint().port();
+  }
+  testing::run_coroutine(io, [&]() -> asio::awaitable<void> {
+    auto response = co_await fetch(io.get_executor(), kLoopback, closed_port,
+                                   make_request(bhttp::verb::get, "/"), kTimeout);
+    CO_ASSERT_TRUE(!response.ok());
+    EXPECT_EQ(response.status().http_status(), 503);
+    EXPECT_EQ(response.status().message(),
+              "connect to 127.0.0.1:" + std::to_string(closed_port) + ": Connection refused");
+  });
+}
+
+TEST(HttpClientTest, SlowResponseIs504AndClosesTheConnection) {
+  asio::io_context io;
+  Signal gone(io.get_executor());
+  Server server(io, {}, [&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+    writer.on_client_gone([&] { gone.release(); });
+    co_await gone.acquire();  // never answers
+  });
+  server.start();
+  testing::run_coroutine(
+      io,
+      [&]() -> asio::awaitable<void> {
+        ClientConnection connection(io.get_executor());
+        CO_ASSERT_TRUE((co_await connection.connect(kLoopback, server.port(), kTimeout)).is_ok());
+        auto response = co_await connection.request(make_request(bhttp::verb::get, "/slow"),
+                                                    std::chrono::milliseconds(20));
+        CO_ASSERT_TRUE(!response.ok());
+        EXPECT_EQ(response.status().http_status(), 504);
+        EXPECT_NE(response.status().message().find("timed out after"), std::string::npos)
+            << response.status().message();
+        EXPECT_FALSE(connection.is_open());
+      },
+      [&] { server.stop(); });
+  EXPECT_EQ(server.stats().client_disconnects, 1u);
+}
+
+TEST(HttpClientTest, MalformedResponseIs502) {
+  asio::io_context io;
+  ScriptedServer scripted(io);
+  run_both(io, scripted.serve_once("HTTP/1.1 abc nonsense\r\n\r\n", true),
+           [&]() -> asio::awaitable<void> {
+             auto response = co_await fetch(io.get_executor(), kLoopback, scripted.port(),
+                                            make_request(bhttp::verb::get, "/"), kTimeout);
+             CO_ASSERT_TRUE(!response.ok());
+             EXPECT_EQ(response.status().http_status(), 502);
+             EXPECT_NE(response.status().message().find("malformed response"), std::string::npos)
+                 << response.status().message();
+           });
+}
+
+TEST(HttpClientTest, PeerClosingBeforeResponseIs502) {
+  asio::io_context io;
+  ScriptedServer scripted(io);
+  run_both(io, scripted.serve_once("", true), [&]() -> asio::awaitable<void> {
+    auto response = co_await fetch(io.get_executor(), kLoopback, scripted.port(),
+                                   make_request(bhttp::verb::get, "/"), kTimeout);
+    CO_ASSERT_TRUE(!response.ok());
+    EXPECT_EQ(response.status().http_status(), 502);
+    EXPECT_NE(response.status().message().find("connection closed by peer"), std::string::npos)
+        << response.status().message();
+  });
+}
+
+TEST(HttpClientTest, SkipsInterimResponses) {
+  asio::io_context io;
+  ScriptedServer scripted(io);
+  run_both(io,
+           scripted.serve_once(
+               "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
+               false),
+           [&]() -> asio::awaitable<void> {
+             auto response = co_await fetch(io.get_executor(), kLoopback, scripted.port(),
+                                            make_request(bhttp::verb::post, "/", "x"), kTimeout);
+             CO_ASSERT_TRUE(response.ok());
+             EXPECT_EQ(response->status, 201u);
+             EXPECT_EQ(response->body, "ok");
+           });
+}
+
+TEST(HttpClientTest, HeadResponseHasNoBodyAndConnectionStaysUsable) {
+  asio::io_context io;
+  ScriptedServer scripted(io);
+  run_both(
+      io,
+      scripted.serve_once("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+                          "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+                          false),
+      [&]() -> asio::awaitable<void> {
+        ClientConnection connection(io.get_executor());
+        CO_ASSERT_TRUE((co_await connection.connect(kLoopback, scripted.port(), kTimeout)).is_ok());
+        auto head = co_await connection.request(make_request(bhttp::verb::head, "/"), kTimeout);
+        CO_ASSERT_TRUE(head.ok());
+        EXPECT_EQ(head->body, "");
+        EXPECT_EQ(find_header(head->headers, "content-length"), "5");
+        auto get = co_await connection.request(make_request(bhttp::verb::get, "/"), kTimeout);
+        CO_ASSERT_TRUE(get.ok());
+        EXPECT_EQ(get->body, "hello");
+      });
+}
+
+TEST(HttpClientTest, CloseDelimitedBodyEndsAtEof) {
+  asio::io_context io;
+  ScriptedServer scripted(io);
+  run_both(
+      io, scripted.serve_once("HTTP/1.1 200 OK\r\n\r\nuntil the end", true),
+      [&]() -> asio::awaitable<void> {
+        ClientConnection connection(io.get_executor());
+        CO_ASSERT_TRUE((co_await connection.connect(kLoopback, scripted.port(), kTimeout)).is_ok());
+        auto response = co_await connection.request(make_request(bhttp::verb::get, "/"), kTimeout);
+        CO_ASSERT_TRUE(response.ok());
+        EXPECT_EQ(response->body, "until the end");
+        EXPECT_FALSE(connection.is_open());
+        // Reading past the end keeps reporting the end.
+        std::string more;
+        auto again = co_await connection.read_body_some(more, kTimeout);
+        CO_ASSERT_TRUE(again.ok());
+        EXPECT_EQ(*again, 0u);
+      });
+}
+
+TEST(HttpClientTest, CallsOutOfOrderAre500) {
+  asio::io_context io;
+  testing::run_coroutine(io, [&]() -> asio::awaitable<void> {
+    ClientConnection connection(io.get_executor());
+    auto sent = co_await connection.send_request(make_request(bhttp::verb::get, "/"), kTimeout);
+    EXPECT_EQ(sent.http_status(), 500);
+    auto head = co_await connection.read_response_head(kTimeout);
+    CO_ASSERT_TRUE(!head.ok());
+    EXPECT_EQ(head.status().http_status(), 500);
+    std::string body;
+    auto read = co_await connection.read_body_some(body, kTimeout);
+    CO_ASSERT_TRUE(!read.ok());
+    EXPECT_EQ(read.status().http_status(), 500);
+  });
+}
+
+TEST(HttpClientTest, FetchBlockingSetsHostAndContentLength) {
+  asio::io_context server_io;
+  Server server(server_io, {},
+                [](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+                  co_await writer.send(200, "text/plain",
+                                       std::string(request[bhttp::field::host]) + " " +
+                                           std::string(request[bhttp::field::content_length]) +
+                                           " " + std::string(request[bhttp::field::content_type]));
+                });
+  server.start();
+  std::thread server_thread([&] { server_io.run(); });
+
+  auto response = fetch_blocking(kLoopback, server.port(),
+                                 make_request(bhttp::verb::post, "/", R"({"a":1})"), kTimeout);
+  server.stop();
+  server_thread.join();
+  ASSERT_TRUE(response.ok()) << response.status().message();
+  EXPECT_EQ(response->status, 200u);
+  EXPECT_EQ(response->body, "127.0.0.1:" + std::to_string(server.port()) + " 7 application/json");
+}
+
+TEST(HttpClientTest, MakeRequestAndFindHeader) {
+  const Request get = make_request(bhttp::verb::get, "/v1/models");
+  EXPECT_EQ(get.target(), "/v1/models");
+  EXPECT_EQ(get.version(), 11u);
+  EXPECT_EQ(get.find(bhttp::field::content_type), get.end());
+
+  const Headers headers{{"Content-Type", "a"}, {"X-Thing", "b"}, {"x-thing", "c"}};
+  EXPECT_EQ(find_header(headers, "x-THING"), "b");
+  EXPECT_EQ(find_header(headers, "content-type"), "a");
+  EXPECT_EQ(find_header(headers, "missing"), std::nullopt);
+}
+
+}  // namespace
+}  // namespace infergate::http

@@ -1,0 +1,615 @@
+#include "http/server.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include "http/client.h"
+#include "http/sse.h"
+#include "http_test_util.h"
+
+namespace infergate::http {
+namespace {
+
+using testing::kAsTuple;
+using testing::kTimeout;
+using testing::raw_exchange;
+using testing::Signal;
+using testing::tcp;
+namespace bhttp = boost::beast::http;
+
+constexpr std::string_view kLoopback = "127.0.0.1";
+
+// Body of an OpenAI-style error response, or a failure naming the body.
+int error_code_of(std::string_view body) {
+  const auto json = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!json.is_object() || !json.contains("error")) {
+    ADD_FAILURE() << "not an OpenAI error body: " << body;
+    return 0;
+  }
+  return json["error"]["code"].get<int>();
+}
+
+// Answers "<method> <target> <body>".
+asio::awaitable<void> echo(Request& request, ResponseWriter& writer) {
+  co_await writer.send(200, "text/plain",
+                       std::string(request.method_string()) + " " + std::string(request.target()) +
+                           " " + request.body());
+}
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void start(Handler handler, ServerOptions options = {}) {
+    server_ = std::make_unique<Server>(io_, std::move(options), std::move(handler));
+    server_->start();
+  }
+
+  // Runs the client side; the server is stopped when it ends.
+  void run(std::function<asio::awaitable<void>()> client) {
+    testing::run_coroutine(io_, std::move(client), [this] { server_->stop(); });
+  }
+
+  asio::awaitable<Result<ClientResponse>> fetch_here(Request request) {
+    co_return co_await fetch(io_.get_executor(), std::string(kLoopback), server_->port(),
+                             std::move(request), kTimeout);
+  }
+
+  std::uint16_t port() const { return server_->port(); }
+  const ServerStats& stats() const { return server_->stats(); }
+
+  asio::io_context io_;  // declared first: outlives the server
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(HttpServerTest, PlainResponsesReuseOneKeepAliveConnection) {
+  start(echo);
+  run([&]() -> asio::awaitable<void> {
+    ClientConnection connection(io_.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
+
+    auto first =
+        co_await connection.request(make_request(bhttp::verb::post, "/a", "one"), kTimeout);
+    CO_ASSERT_TRUE(first.ok());
+    EXPECT_EQ(first->status, 200u);
+    EXPECT_EQ(first->body, "POST /a one");
+    EXPECT_EQ(find_header(first->headers, "server"), "infergate");
+    EXPECT_EQ(find_header(first->headers, "content-length"), "11");
+    EXPECT_EQ(find_header(first->headers, "content-type"), "text/plain");
+    EXPECT_TRUE(connection.is_open());
+
+    auto second = co_await connection.request(make_request(bhttp::verb::get, "/b"), kTimeout);
+    CO_ASSERT_TRUE(second.ok());
+    EXPECT_EQ(second->body, "GET /b ");
+  });
+  EXPECT_EQ(stats().connections_accepted, 1u);
+  EXPECT_EQ(stats().requests, 2u);
+}
+
+TEST_F(HttpServerTest, StreamingResponseArrivesChunkByChunk) {
+  constexpr int kChunks = 4;
+  Signal chunk_read(io_.get_executor());
+  auto chunk_text = [](int index) {
+    return sse_event(R"({"index":)" + std::to_string(index) + "}");
+  };
+  start([&](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+    if (request.target() == "/again") {
+      co_await writer.send(200, "text/plain", "again");
+      co_return;
+    }
+    Headers extra_headers;
+    extra_headers.emplace_back("Cache-Control", "no-cache");
+    co_await writer.begin_stream(200, "text/event-stream", std::move(extra_headers));
+    for (int index = 0; index < kChunks; ++index) {
+      co_await writer.write_chunk(chunk_text(index));
+      co_await chunk_read.acquire();  // the client has seen this chunk before the next is written
+    }
+    co_await writer.write_chunk(sse_event("[DONE]"));
+    co_await writer.end_stream();
+  });
+  run([&]() -> asio::awaitable<void> {
+    ClientConnection connection(io_.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
+    CO_ASSERT_TRUE((co_await connection.send_request(
+                        make_request(bhttp::verb::post, "/v1/completions", "{}"), kTimeout))
+                       .is_ok());
+    auto head = co_await connection.read_response_head(kTimeout);
+    CO_ASSERT_TRUE(head.ok());
+    EXPECT_EQ(head->status, 200u);
+    EXPECT_TRUE(head->chunked);
+    EXPECT_TRUE(head->keep_alive);
+    EXPECT_FALSE(head->content_length.has_value());
+    EXPECT_EQ(find_header(head->headers, "Content-Type"), "text/event-stream");
+    EXPECT_EQ(find_header(head->headers, "cache-control"), "no-cache");
+
+    std::string body;
+    for (int index = 0; index < kChunks; ++index) {
+      std::string piece;
+      auto read = co_await connection.read_body_some(piece, kTimeout);
+      CO_ASSERT_TRUE(read.ok());
+      EXPECT_EQ(*read, piece.size());
+      EXPECT_EQ(piece, chunk_text(index)) << "piece " << index;
+      body += piece;
+      chunk_read.release();
+    }
+    while (true) {
+      auto read = co_await connection.read_body_some(body, kTimeout);
+      CO_ASSERT_TRUE(read.ok());
+      if (*read == 0) {
+        break;
+      }
+    }
+    std::vector<std::string> events;
+    SseParser parser;
+    parser.feed(body, [&](std::string_view data) { events.emplace_back(data); });
+    EXPECT_EQ(events.size(), kChunks + 1u);
+    EXPECT_EQ(events.back(), "[DONE]");
+
+    // The connection is still usable after a chunked response.
+    auto again = co_await connection.request(make_request(bhttp::verb::get, "/again"), kTimeout);
+    CO_ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->body, "again");
+  });
+  EXPECT_EQ(stats().connections_accepted, 1u);
+}
+
+TEST_F(HttpServerTest, BodyOverLimitGets413AndServerKeepsServing) {
+  ServerOptions options;
+  options.body_limit_bytes = 1024;
+  start(echo, options);
+  run([&]() -> asio::awaitable<void> {
+    auto too_large =
+        co_await fetch_here(make_request(bhttp::verb::post, "/big", std::string(64 << 10, 'x')));
+    CO_ASSERT_TRUE(too_large.ok());
+    EXPECT_EQ(too_large->status, 413u);
+    EXPECT_EQ(error_code_of(too_large->body), 413);
+    EXPECT_EQ(find_header(too_large->headers, "connection"), "close");
+    EXPECT_EQ(find_header(too_large->headers, "content-type"), "application/json");
+
+    // A chunked body has no Content-Length to reject up front: the limit applies while reading.
+    const std::string chunked_request =
+        "POST /chunked HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "7d0\r\n" +
+        std::string(2000, 'y') + "\r\n0\r\n\r\n";
+    const std::string chunked_reply = co_await raw_exchange(port(), chunked_request);
+    EXPECT_TRUE(chunked_reply.starts_with("HTTP/1.1 413 ")) << chunked_reply;
+
+    auto small = co_await fetch_here(make_request(bhttp::verb::post, "/small", "ok"));
+    CO_ASSERT_TRUE(small.ok());
+    EXPECT_EQ(small->status, 200u);
+    EXPECT_EQ(small->body, "POST /small ok");
+  });
+  EXPECT_EQ(stats().body_too_large, 2u);
+  EXPECT_EQ(stats().requests, 1u);
+}
+
+TEST_F(HttpServerTest, HeaderOverLimitGets431) {
+  ServerOptions options;
+  options.header_limit_bytes = 1024;
+  start(echo, options);
+  run([&]() -> asio::awaitable<void> {
+    Request request = make_request(bhttp::verb::get, "/");
+    request.set("X-Large", std::string(4096, 'h'));
+    auto response = co_await fetch_here(std::move(request));
+    CO_ASSERT_TRUE(response.ok());
+    EXPECT_EQ(response->status, 431u);
+    EXPECT_EQ(error_code_of(response->body), 431);
+  });
+  EXPECT_EQ(stats().headers_too_large, 1u);
+}
+
+TEST_F(HttpServerTest, MalformedRequestLineGets400AndClose) {
+  start(echo);
+  run([&]() -> asio::awaitable<void> {
+    // raw_exchange returns only once the server has closed the connection.
+    const std::string reply = co_await raw_exchange(port(), "NOT A REQUEST\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 400 Bad Request\r\n")) << reply;
+    EXPECT_NE(reply.find("Connection: close\r\n"), std::string::npos) << reply;
+    EXPECT_NE(reply.find("Server: infergate\r\n"), std::string::npos) << reply;
+    const auto body_start = reply.find("\r\n\r\n");
+    CO_ASSERT_TRUE(body_start != std::string::npos);
+    EXPECT_EQ(error_code_of(std::string_view(reply).substr(body_start + 4)), 400);
+  });
+  EXPECT_EQ(stats().bad_requests, 1u);
+  EXPECT_EQ(stats().requests, 0u);
+}
+
+TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
+  start(echo);
+  run([&]() -> asio::awaitable<void> {
+    ClientConnection connection(io_.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
+    Request request = make_request(bhttp::verb::get, "/close");
+    request.keep_alive(false);
+    auto response = co_await connection.request(std::move(request), kTimeout);
+    CO_ASSERT_TRUE(response.ok());
+    EXPECT_EQ(find_header(response->headers, "connection"), "close");
+    EXPECT_FALSE(connection.is_open());
+
+    // The server closes its side too: reading to EOF ends after exactly one response.
+    const std::string reply =
+        co_await raw_exchange(port(), "GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 200 OK\r\n")) << reply;
+    EXPECT_TRUE(reply.ends_with("GET /x ")) << reply;
+
+    // HTTP/1.0 without keep-alive closes as well.
+    const std::string reply10 = co_await raw_exchange(port(), "GET /y HTTP/1.0\r\n\r\n");
+    EXPECT_TRUE(reply10.starts_with("HTTP/1.0 200 OK\r\n")) << reply10;
+  });
+  EXPECT_EQ(stats().requests, 3u);
+}
+
+TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
+  start(echo);
+  run([&]() -> asio::awaitable<void> {
+    const std::string reply =
+        co_await raw_exchange(port(),
+                              "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"
+                              "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody"
+                              "GET /3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    const auto first = reply.find("GET /1 ");
+    const auto second = reply.find("POST /2 body");
+    const auto third = reply.find("GET /3 ");
+    EXPECT_NE(first, std::string::npos) << reply;
+    EXPECT_LT(first, second) << reply;
+    EXPECT_LT(second, third) << reply;
+    EXPECT_NE(third, std::string::npos) << reply;
+  });
+  EXPECT_EQ(stats().requests, 3u);
+  EXPECT_EQ(stats().connections_accepted, 1u);
+}
+
+TEST_F(HttpServerTest, ExpectContinueGetsInterimResponse) {
+  start(echo);
+  run([&]() -> asio::awaitable<void> {
+    tcp::socket socket(io_.get_executor());
+    co_await socket.async_connect({asio::ip::make_address(kLoopback), port()}, asio::use_awaitable);
+    const std::string head =
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+        "Connection: close\r\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(head), asio::use_awaitable);
+    std::string interim(25, '\0');
+    co_await asio::async_read(socket, asio::buffer(interim), asio::use_awaitable);
+    EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    co_await asio::async_write(socket, asio::buffer(std::string_view("hello")),
+                               asio::use_awaitable);
+    std::string reply;
+    char chunk[1024];
+    while (true) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
+      reply.append(chunk, n);
+      if (ec) {
+        break;
+      }
+    }
+    EXPECT_TRUE(reply.ends_with("POST /upload hello")) << reply;
+  });
+}
+
+TEST_F(HttpServerTest, SlowRequestGets408) {
+  ServerOptions options;
+  options.read_timeout = std::chrono::milliseconds(30);
+  start(echo, options);
+  run([&]() -> asio::awaitable<void> {
+    const std::string reply = co_await raw_exchange(
+        port(), "POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc");  // 7 bytes short
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 408 Request Timeout\r\n")) << reply;
+  });
+  EXPECT_EQ(stats().read_timeouts, 1u);
+  EXPECT_EQ(stats().requests, 0u);
+}
+
+TEST_F(HttpServerTest, IdleKeepAliveConnectionIsClosed) {
+  ServerOptions options;
+  options.idle_timeout = std::chrono::milliseconds(30);
+  start(echo, options);
+  run([&]() -> asio::awaitable<void> {
+    // Keep-alive request: raw_exchange returns only when the server closes the idle connection.
+    const std::string reply =
+        co_await raw_exchange(port(), "GET /idle HTTP/1.1\r\nHost: t\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 200 OK\r\n")) << reply;
+    EXPECT_TRUE(reply.ends_with("GET /idle ")) << reply;
+  });
+}
+
+TEST_F(HttpServerTest, ClientDisconnectMidStreamFailsWritesAndFiresCallback) {
+  Signal gone(io_.get_executor());
+  int callbacks = 0;
+  bool write_after_gone = true;
+  bool client_gone_flag = false;
+  start([&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+    writer.on_client_gone([&] {
+      ++callbacks;
+      gone.release();
+    });
+    co_await writer.begin_stream(200, "text/event-stream");
+    co_await writer.write_chunk(sse_event("first"));
+    co_await gone.acquire();
+    write_after_gone = co_await writer.write_chunk(sse_event("second"));
+    client_gone_flag = writer.client_gone();
+    const bool ended = co_await writer.end_stream();
+    EXPECT_FALSE(ended);
+  });
+  run([&]() -> asio::awaitable<void> {
+    ClientConnection connection(io_.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
+    CO_ASSERT_TRUE(
+        (co_await connection.send_request(make_request(bhttp::verb::get, "/stream"), kTimeout))
+            .is_ok());
+    CO_ASSERT_TRUE((co_await connection.read_response_head(kTimeout)).ok());
+    std::string piece;
+    CO_ASSERT_TRUE((co_await connection.read_body_some(piece, kTimeout)).ok());
+    EXPECT_EQ(piece, sse_event("first"));
+    connection.close();
+  });
+  EXPECT_EQ(callbacks, 1);
+  EXPECT_FALSE(write_after_gone);
+  EXPECT_TRUE(client_gone_flag);
+  EXPECT_EQ(stats().client_disconnects, 1u);
+}
+
+TEST_F(HttpServerTest, WriteErrorAloneRevealsGoneClient) {
+  // No callback registered and no waiting: the handler just keeps writing until a write fails
+  // (or the watcher has already seen the close). Either way it must stop within a few writes.
+  Signal client_closed(io_.get_executor());
+  int writes_until_failure = 0;
+  start([&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+    co_await writer.begin_stream(200, "text/plain");
+    co_await writer.write_chunk("hello");
+    co_await client_closed.acquire();
+    const std::string payload(16 << 10, 'z');
+    while (writes_until_failure < 10000 && co_await writer.write_chunk(payload)) {
+      ++writes_until_failure;
+    }
+  });
+  run([&]() -> asio::awaitable<void> {
+    ClientConnection connection(io_.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
+    CO_ASSERT_TRUE(
+        (co_await connection.send_request(make_request(bhttp::verb::get, "/"), kTimeout)).is_ok());
+    CO_ASSERT_TRUE((co_await connection.read_response_head(kTimeout)).ok());
+    connection.close();
+    client_closed.release();
+  });
+  EXPECT_LT(writes_until_failure, 10000);
+  EXPECT_EQ(stats().client_disconnects, 1u);
+}
+
+TEST_F(HttpServerTest, ClientDisconnectWhileHandlerWaitsFiresCallback) {
+  Signal gone(io_.get_executor());
+  Signal handler_started(io_.get_executor());
+  bool handler_saw_gone = false;
+  start([&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+    writer.on_client_gone([&] { gone.release(); });
+    handler_started.release();
+    co_await gone.acquire();  // e.g. queued behind other requests; nothing is written meanwhile
+    handler_saw_gone = writer.client_gone();
+  });
+  run([&]() -> asio::awaitable<void> {
+    ClientConnection connection(io_.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
+    CO_ASSERT_TRUE((co_await connection.send_request(
+                        make_request(bhttp::verb::post, "/queued", "{}"), kTimeout))
+                       .is_ok());
+    // Let the server read the request and start the handler before leaving.
+    co_await handler_started.acquire();
+    connection.close();
+  });
+  EXPECT_TRUE(handler_saw_gone);
+  EXPECT_EQ(stats().client_disconnects, 1u);
+  EXPECT_EQ(stats().handler_errors, 0u);  // returning without a response to a gone client is fine
+}
+
+TEST_F(HttpServerTest, HandlerFailuresGet500AndServerSurvives) {
+  start([](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+    if (request.target() == "/throw") {
+      throw std::runtime_error("boom");
+    }
+    if (request.target() == "/silent") {
+      co_return;
+    }
+    co_await writer.send(200, "text/plain", "fine");
+  });
+  run([&]() -> asio::awaitable<void> {
+    auto thrown = co_await fetch_here(make_request(bhttp::verb::get, "/throw"));
+    CO_ASSERT_TRUE(thrown.ok());
+    EXPECT_EQ(thrown->status, 500u);
+    EXPECT_EQ(error_code_of(thrown->body), 500);
+    EXPECT_EQ(find_header(thrown->headers, "connection"), "close");
+
+    // A handler that forgets to answer: 500, and the connection stays usable.
+    ClientConnection connection(io_.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
+    auto silent = co_await connection.request(make_request(bhttp::verb::get, "/silent"), kTimeout);
+    CO_ASSERT_TRUE(silent.ok());
+    EXPECT_EQ(silent->status, 500u);
+    auto fine = co_await connection.request(make_request(bhttp::verb::get, "/ok"), kTimeout);
+    CO_ASSERT_TRUE(fine.ok());
+    EXPECT_EQ(fine->body, "fine");
+  });
+  EXPECT_EQ(stats().handler_errors, 2u);
+  EXPECT_EQ(stats().requests, 3u);
+}
+
+TEST_F(HttpServerTest, WriterRejectsCallsOutOfOrder) {
+  std::vector<bool> results;
+  start([&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+    results.push_back(co_await writer.write_chunk("too early"));
+    results.push_back(co_await writer.end_stream());
+    results.push_back(co_await writer.send(204, "", "dropped body"));
+    results.push_back(co_await writer.send(200, "text/plain", "second answer"));
+    results.push_back(co_await writer.begin_stream(200, "text/plain"));
+  });
+  run([&]() -> asio::awaitable<void> {
+    auto response = co_await fetch_here(make_request(bhttp::verb::get, "/"));
+    CO_ASSERT_TRUE(response.ok());
+    EXPECT_EQ(response->status, 204u);
+    EXPECT_EQ(response->body, "");
+  });
+  EXPECT_EQ(results, (std::vector<bool>{false, false, true, false, false}));
+}
+
+TEST_F(HttpServerTest, HeadGetsHeaderOnlyAndHandlerMayCloseTheConnection) {
+  start([](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+    Headers extra_headers;
+    if (request.target() == "/last") {
+      extra_headers.emplace_back("Connection", "close");
+    }
+    co_await writer.send(200, "text/plain", "hello", std::move(extra_headers));
+  });
+  run([&]() -> asio::awaitable<void> {
+    ClientConnection connection(io_.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
+    auto head = co_await connection.request(make_request(bhttp::verb::head, "/"), kTimeout);
+    CO_ASSERT_TRUE(head.ok());
+    EXPECT_EQ(head->body, "");
+    EXPECT_EQ(find_header(head->headers, "content-length"), "5");
+    auto get = co_await connection.request(make_request(bhttp::verb::get, "/"), kTimeout);
+    CO_ASSERT_TRUE(get.ok());
+    EXPECT_EQ(get->body, "hello");
+    auto last = co_await connection.request(make_request(bhttp::verb::get, "/last"), kTimeout);
+    CO_ASSERT_TRUE(last.ok());
+    EXPECT_EQ(find_header(last->headers, "connection"), "close");
+    EXPECT_FALSE(connection.is_open());
+    // The server closes too: a raw read to EOF ends.
+    const std::string reply =
+        co_await raw_exchange(port(), "GET /last HTTP/1.1\r\nHost: t\r\n\r\n");
+    EXPECT_TRUE(reply.ends_with("\r\n\r\nhello")) << reply;
+  });
+}
+
+TEST_F(HttpServerTest, Http10StreamIsDelimitedByClose) {
+  start([](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+    co_await writer.begin_stream(200, "text/plain");
+    co_await writer.write_chunk("one,");
+    co_await writer.write_chunk("two");
+    co_await writer.end_stream();
+  });
+  run([&]() -> asio::awaitable<void> {
+    const std::string reply = co_await raw_exchange(port(), "GET / HTTP/1.0\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.0 200 OK\r\n")) << reply;
+    EXPECT_EQ(reply.find("chunked"), std::string::npos) << reply;
+    EXPECT_TRUE(reply.ends_with("\r\n\r\none,two")) << reply;
+  });
+}
+
+TEST_F(HttpServerTest, StopLetsInFlightStreamFinishAndClosesIdleConnections) {
+  Signal resume(io_.get_executor());
+  start([&](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+    if (request.target() != "/stream") {
+      co_await writer.send(200, "text/plain", "idle soon");
+      co_return;
+    }
+    co_await writer.begin_stream(200, "text/plain");
+    co_await writer.write_chunk("before stop;");
+    co_await resume.acquire();
+    co_await writer.write_chunk("after stop");
+    co_await writer.end_stream();
+  });
+  run([&]() -> asio::awaitable<void> {
+    const std::string host(kLoopback);
+    ClientConnection idle(io_.get_executor());
+    CO_ASSERT_TRUE((co_await idle.connect(host, port(), kTimeout)).is_ok());
+    CO_ASSERT_TRUE((co_await idle.request(make_request(bhttp::verb::get, "/"), kTimeout)).ok());
+
+    ClientConnection streaming(io_.get_executor());
+    CO_ASSERT_TRUE((co_await streaming.connect(host, port(), kTimeout)).is_ok());
+    CO_ASSERT_TRUE(
+        (co_await streaming.send_request(make_request(bhttp::verb::get, "/stream"), kTimeout))
+            .is_ok());
+    CO_ASSERT_TRUE((co_await streaming.read_response_head(kTimeout)).ok());
+    std::string body;
+    CO_ASSERT_TRUE((co_await streaming.read_body_some(body, kTimeout)).ok());
+
+    server_->stop();
+    co_await asio::post(io_, asio::use_awaitable);  // let the posted closes run
+
+    auto refused = co_await fetch_here(make_request(bhttp::verb::get, "/"));
+    CO_ASSERT_TRUE(!refused.ok());
+    EXPECT_EQ(refused.status().http_status(), 503) << refused.status().message();
+
+    auto on_idle = co_await idle.request(make_request(bhttp::verb::get, "/"), kTimeout);
+    EXPECT_FALSE(on_idle.ok());
+
+    resume.release();
+    while (true) {
+      auto read = co_await streaming.read_body_some(body, kTimeout);
+      CO_ASSERT_TRUE(read.ok());
+      if (*read == 0) {
+        break;
+      }
+    }
+    EXPECT_EQ(body, "before stop;after stop");
+  });
+  EXPECT_EQ(stats().requests, 2u);
+}
+
+TEST_F(HttpServerTest, ServesCorrectlyWithSeveralThreadsOnOneIoContext) {
+  constexpr int kClients = 4;
+  constexpr int kRequestsPerClient = 25;
+  start([](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+    if (request.target() == "/stream") {
+      co_await writer.begin_stream(200, "text/plain");
+      for (int index = 0; index < 5; ++index) co_await writer.write_chunk(std::to_string(index));
+      co_await writer.end_stream();
+      co_return;
+    }
+    co_await writer.send(200, "text/plain", request.body());
+  });
+  std::atomic<int> successes{0};
+  std::atomic<int> clients_left{kClients};
+  for (int client = 0; client < kClients; ++client) {
+    asio::co_spawn(
+        asio::make_strand(io_),
+        [&, client]() -> asio::awaitable<void> {
+          ClientConnection connection(co_await asio::this_coro::executor);
+          if ((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok()) {
+            for (int index = 0; index < kRequestsPerClient; ++index) {
+              const std::string body = std::to_string(client) + ":" + std::to_string(index);
+              const bool stream = index % 5 == 0;
+              auto response = co_await connection.request(
+                  make_request(bhttp::verb::post, stream ? "/stream" : "/", body), kTimeout);
+              if (response.ok() && response->body == (stream ? "01234" : body)) {
+                ++successes;
+              }
+            }
+          }
+          connection.close();
+          if (--clients_left == 0) {
+            server_->stop();
+          }
+        },
+        asio::detached);
+  }
+  std::thread second_thread([&] { io_.run_for(std::chrono::seconds(10)); });
+  io_.run_for(std::chrono::seconds(10));
+  second_thread.join();
+  EXPECT_TRUE(io_.stopped());
+  EXPECT_EQ(successes, kClients * kRequestsPerClient);
+  EXPECT_EQ(stats().connections_accepted, static_cast<std::uint64_t>(kClients));
+}
+
+TEST(HttpServerStartupTest, BindFailureThrowsWithAddress) {
+  asio::io_context io;
+  Server first(io, {}, echo);
+  ServerOptions options;
+  options.port = first.port();
+  try {
+    Server second(io, options, echo);
+    FAIL() << "second bind to the same port succeeded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(first.port())),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace infergate::http
