@@ -4,6 +4,8 @@ add_library(infergate_options INTERFACE)
 target_compile_options(infergate_options INTERFACE -Wall -Wextra -Wpedantic -Wno-missing-field-initializers)
 target_compile_definitions(infergate_options INTERFACE
   BOOST_ASIO_NO_DEPRECATED SPDLOG_FMT_EXTERNAL)
+# GCC 12 reports -Wrestrict false positives inside std::string at -O3 (GCC bug 105651).
+target_compile_options(infergate_options INTERFACE $<$<CXX_COMPILER_ID:GNU>:-Wno-restrict>)
 if(INFERGATE_WERROR)
   target_compile_options(infergate_options INTERFACE -Werror)
 endif()

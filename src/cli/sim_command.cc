@@ -50,8 +50,7 @@ Result<sim::SimOptions> resolve(SimFlags& flags) {
   for (const auto& module : flags.lora_modules) {
     const auto equals = module.find('=');
     if (equals == std::string::npos || equals == 0 || equals + 1 == module.size()) {
-      return Status::bad_request(
-          fmt::format("--lora-modules expects name=path, got '{}'", module));
+      return Status::bad_request(fmt::format("--lora-modules expects name=path, got '{}'", module));
     }
     options.lora_modules.push_back({module.substr(0, equals), module.substr(equals + 1)});
   }
@@ -71,7 +70,8 @@ Result<sim::SimOptions> resolve(SimFlags& flags) {
   }
   for (unsigned code : options.failure_codes) {
     if (code < 400 || code > 599) {
-      return Status::bad_request(fmt::format("--failure-codes: {} is not a 4xx or 5xx status", code));
+      return Status::bad_request(
+          fmt::format("--failure-codes: {} is not a 4xx or 5xx status", code));
     }
   }
   return options;

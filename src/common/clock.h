@@ -12,9 +12,7 @@ namespace infergate {
 using Duration = std::chrono::nanoseconds;
 using TimePoint = Duration;
 
-inline constexpr double to_seconds(Duration d) {
-  return std::chrono::duration<double>(d).count();
-}
+inline constexpr double to_seconds(Duration d) { return std::chrono::duration<double>(d).count(); }
 inline constexpr Duration from_seconds(double seconds) {
   return std::chrono::duration_cast<Duration>(std::chrono::duration<double>(seconds));
 }

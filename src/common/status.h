@@ -40,7 +40,7 @@ class Status {
 template <typename T>
 class Result {
  public:
-  Result(T value) : storage_(std::move(value)) {}        // NOLINT(google-explicit-constructor)
+  Result(T value) : storage_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
   Result(Status status) : storage_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(storage_); }

@@ -138,7 +138,7 @@ Status validate_object(od::object& object, int depth) {
 // only checks what is read, and skipping a value checks little more than bracket balance.
 // `depth` counts the containers around `value`.
 Status validate_value(od::value& value, int depth) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   switch (type) {
     case od::json_type::object: {
@@ -180,7 +180,7 @@ Status validate_value(od::value& value, int depth) {
 // Optional boolean: null leaves `out` unchanged.
 template <typename Message>
 Status read_bool(od::value& value, const Message& message, bool& out) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   if (type == od::json_type::null) return consume_null(value);
   if (type != od::json_type::boolean) return type_error(message);
@@ -190,7 +190,7 @@ Status read_bool(od::value& value, const Message& message, bool& out) {
 
 // Optional integer: null resets `out`; a non-integer or out-of-int64 number is a type error.
 Status read_int(od::value& value, std::string_view message, std::optional<std::int64_t>& out) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   if (type == od::json_type::null) {
     out.reset();
@@ -210,7 +210,7 @@ Status read_int(od::value& value, std::string_view message, std::optional<std::i
 // valid until the next document is parsed on this thread.
 template <typename Message>
 Status read_string(od::value& value, const Message& message, std::string_view& out, bool& present) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   if (type == od::json_type::null) return consume_null(value);
   if (type != od::json_type::string) return type_error(message);
@@ -221,7 +221,7 @@ Status read_string(od::value& value, const Message& message, std::string_view& o
 
 // vLLM accepts seeds in [-2^63, 2^64 - 1]; we keep the bit pattern.
 Status read_seed(od::value& value, std::optional<std::uint64_t>& out) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   if (type == od::json_type::null) {
     out.reset();
@@ -243,7 +243,7 @@ Status read_seed(od::value& value, std::optional<std::uint64_t>& out) {
 }
 
 Status read_token_id(od::value& value, std::vector<std::uint32_t>& ids) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   if (type != od::json_type::number) return bad_request(kPromptTypeMessage);
   std::uint64_t id = 0;
@@ -269,7 +269,7 @@ Status read_token_id_array(od::value& value, std::vector<std::uint32_t>& ids) {
 
 // Completions `prompt`: a string, [string], [int, ...] or [[int, ...]]. Null means absent.
 Status read_prompt(od::value& value, OpenAiRequest& request, bool& present) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   request.prompt.clear();
   request.prompt_token_ids.reset();
@@ -299,7 +299,7 @@ Status read_prompt(od::value& value, OpenAiRequest& request, bool& present) {
   for (auto element_result : array) {
     od::value element;
     if (auto error = std::move(element_result).get(element)) return invalid_json(error);
-    od::json_type element_type;
+    od::json_type element_type{};
     if (Status status = read_type(element, element_type); !status.is_ok()) return status;
     if (element_count > 0 && shape != Shape::kTokenIds) return bad_request(kBatchMessage);
     Status status;
@@ -338,7 +338,7 @@ Status read_content_parts(od::value& value, std::size_t message_index, std::stri
   for (auto part_result : parts) {
     od::value part_value;
     if (auto error = std::move(part_result).get(part_value)) return invalid_json(error);
-    od::json_type part_type;
+    od::json_type part_type{};
     if (Status status = read_type(part_value, part_type); !status.is_ok()) return status;
     if (part_type != od::json_type::object) {
       return Status::bad_request(part_path(message_index, part_index, "' must be an object"));
@@ -387,7 +387,7 @@ Status read_content_parts(od::value& value, std::size_t message_index, std::stri
 }
 
 Status read_message(od::value& value, std::size_t message_index, ChatMessage& message) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   if (type != od::json_type::object) {
     return Status::bad_request(message_path(message_index, "' must be an object"));
@@ -414,7 +414,7 @@ Status read_message(od::value& value, std::size_t message_index, ChatMessage& me
       message.role.assign(role);
     } else if (key == "content") {
       od::value& content = field.value();
-      od::json_type content_type;
+      od::json_type content_type{};
       status = read_type(content, content_type);
       if (!status.is_ok()) return status;
       message.content.clear();
@@ -445,7 +445,7 @@ Status read_message(od::value& value, std::size_t message_index, ChatMessage& me
 }
 
 Status read_messages(od::value& value, std::vector<ChatMessage>& messages, bool& present) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   messages.clear();
   present = false;
@@ -467,7 +467,7 @@ Status read_messages(od::value& value, std::vector<ChatMessage>& messages, bool&
 }
 
 Status read_stream_options(od::value& value, bool& include_usage) {
-  od::json_type type;
+  od::json_type type{};
   if (Status status = read_type(value, type); !status.is_ok()) return status;
   if (type == od::json_type::null) return consume_null(value);
   if (type != od::json_type::object) return bad_request(kStreamOptionsMessage);
@@ -487,7 +487,7 @@ Status read_stream_options(od::value& value, bool& include_usage) {
 }
 
 Result<OpenAiRequest> parse_document(ApiKind kind, od::document& document) {
-  od::json_type root_type;
+  od::json_type root_type{};
   if (auto error = document.type().get(root_type)) return invalid_json(error);
   if (root_type != od::json_type::object) {
     return bad_request("request body must be a JSON object");

@@ -3,6 +3,8 @@
 #include <array>
 #include <limits>
 
+#include "common/random.h"
+
 // Inlining lets the compiler specialise XXH3 for the 1-4 byte pieces we hash; the hash values are
 // the same as the library's.
 #define XXH_INLINE_ALL
@@ -39,14 +41,6 @@ class TokenStarts {
   std::size_t word_start_ = 0;
   bool previous_is_whitespace_ = true;
 };
-
-std::uint64_t splitmix64_next(std::uint64_t& state) {
-  state += 0x9E3779B97F4A7C15ULL;
-  std::uint64_t mixed = state;
-  mixed = (mixed ^ (mixed >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  mixed = (mixed ^ (mixed >> 27)) * 0x94D049BB133111EBULL;
-  return mixed ^ (mixed >> 31);
-}
 
 }  // namespace
 
@@ -133,9 +127,9 @@ std::string make_text_with_tokens(std::size_t num_tokens, std::uint64_t seed) {
   const std::vector<std::string>& vocabulary = output_vocabulary();
   std::string text;
   text.reserve(num_tokens * kMaxPieceBytes);
-  std::uint64_t state = seed;
+  SplitMix64 rng(seed);
   for (std::size_t token_index = 0; token_index < num_tokens; ++token_index) {
-    text += vocabulary[splitmix64_next(state) % vocabulary.size()];
+    text += vocabulary[rng.next_below(vocabulary.size())];
   }
   return text;
 }

@@ -1,16 +1,20 @@
 #include "sim/engine.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cassert>
-#include <fmt/format.h>
 
 namespace infergate::sim {
 
 const char* finish_reason_name(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAbort: return "abort";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
   }
   return "unknown";
 }
@@ -20,7 +24,7 @@ struct Engine::Request {
   std::vector<std::uint32_t> tokens;  // prompt, then generated tokens
   int num_prompt = 0;
   int num_output = 0;
-  int num_computed = 0;  // tokens whose KV is in the request's blocks
+  int num_computed = 0;                 // tokens whose KV is in the request's blocks
   std::vector<BlockHash> block_hashes;  // of every full block of `tokens` hashed so far
   std::vector<BlockId> blocks;
   int num_cached_blocks = 0;  // leading blocks already registered in the prefix cache
@@ -68,7 +72,8 @@ Status Engine::add_request(EngineRequest spec, TimePoint now) {
 
   auto request = std::make_unique<Request>();
   request->tokens = spec.prompt_tokens;
-  request->tokens.reserve(spec.prompt_tokens.size() + static_cast<std::size_t>(spec.max_output_tokens));
+  request->tokens.reserve(spec.prompt_tokens.size() +
+                          static_cast<std::size_t>(spec.max_output_tokens));
   request->num_prompt = static_cast<int>(num_prompt);
   request->sampler.seed(spec.sampling_seed);
   request->queued = now;
@@ -118,11 +123,11 @@ void Engine::ensure_block_hashes(Request& request, int num_full_blocks) {
 bool Engine::allocate_for(Request& request, int num_new_tokens,
                           std::span<const BlockId> hit_blocks) {
   const int block_size = config_.block_size;
-  const int total_tokens = request.num_computed +
-                           static_cast<int>(hit_blocks.size()) * block_size + num_new_tokens;
+  const int total_tokens =
+      request.num_computed + static_cast<int>(hit_blocks.size()) * block_size + num_new_tokens;
   const int required_blocks = (total_tokens + block_size - 1) / block_size;
-  const int new_blocks = std::max(
-      0, required_blocks - static_cast<int>(request.blocks.size() + hit_blocks.size()));
+  const int new_blocks =
+      std::max(0, required_blocks - static_cast<int>(request.blocks.size() + hit_blocks.size()));
   return kv_.allocate(request.blocks, hit_blocks, new_blocks);
 }
 
@@ -160,8 +165,8 @@ std::optional<Duration> Engine::begin_step(TimePoint now) {
     std::size_t index = 0;
     while (index < running_.size() && token_budget > 0) {
       Request* request = running_[index];
-      const int num_new = std::min(
-          static_cast<int>(request->tokens.size()) - request->num_computed, token_budget);
+      const int num_new =
+          std::min(static_cast<int>(request->tokens.size()) - request->num_computed, token_budget);
       bool scheduled = false;
       while (true) {
         if (allocate_for(*request, num_new, {})) {
@@ -200,9 +205,9 @@ std::optional<Duration> Engine::begin_step(TimePoint now) {
       // At least one token must be computed to produce output, so a full hit stops one block short.
       const int max_hit_blocks = (num_tokens - 1) / config_.block_size;
       ensure_block_hashes(*request, max_hit_blocks);
-      const std::vector<BlockId> hits = kv_.find_cached_prefix(
-          std::span<const BlockHash>(request->block_hashes).first(
-              static_cast<std::size_t>(max_hit_blocks)));
+      const std::vector<BlockId> hits =
+          kv_.find_cached_prefix(std::span<const BlockHash>(request->block_hashes)
+                                     .first(static_cast<std::size_t>(max_hit_blocks)));
       const int hit_tokens = static_cast<int>(hits.size()) * config_.block_size;
       const int num_new = std::min(num_tokens - hit_tokens, token_budget);
       if (!allocate_for(*request, num_new, hits)) break;
@@ -229,9 +234,9 @@ std::optional<Duration> Engine::begin_step(TimePoint now) {
   for (const auto& [request, num_new] : step_batch_) {
     shape.scheduled_tokens += num_new;
     ++shape.num_sequences;
-    const bool decode =
-        num_new == 1 && request->num_computed + 1 == static_cast<int>(request->tokens.size()) &&
-        request->num_output > 0;
+    const bool decode = num_new == 1 &&
+                        request->num_computed + 1 == static_cast<int>(request->tokens.size()) &&
+                        request->num_output > 0;
     if (decode) {
       shape.decode_context_tokens += request->num_computed + 1;
     } else {

@@ -36,9 +36,9 @@ const char* finish_reason_name(FinishReason reason);
 struct EngineRequest {
   std::uint64_t id = 0;
   std::vector<std::uint32_t> prompt_tokens;
-  int max_output_tokens = 16;   // stop with "length" after this many
-  int stop_after_tokens = 16;   // stop with "stop" after this many (the simulated EOS), when fewer
-  int lora_id = 0;              // 0 = base model; adapters are numbered from 1
+  int max_output_tokens = 16;  // stop with "length" after this many
+  int stop_after_tokens = 16;  // stop with "stop" after this many (the simulated EOS), when fewer
+  int lora_id = 0;             // 0 = base model; adapters are numbered from 1
   std::uint64_t prefix_root_hash = 0;  // root_block_hash(model or adapter, cache_salt)
   std::uint64_t sampling_seed = 0;     // generated tokens are a deterministic function of it
 };
@@ -76,10 +76,10 @@ struct StepOutput {
 
 // Running totals since start (Prometheus counters are derived from these).
 struct EngineCounters {
-  std::uint64_t prompt_tokens = 0;      // prompt tokens of requests whose prefill completed
+  std::uint64_t prompt_tokens = 0;  // prompt tokens of requests whose prefill completed
   std::uint64_t generation_tokens = 0;
-  std::uint64_t prefix_queries = 0;     // tokens looked up in the prefix cache
-  std::uint64_t prefix_hits = 0;        // tokens found
+  std::uint64_t prefix_queries = 0;  // tokens looked up in the prefix cache
+  std::uint64_t prefix_hits = 0;     // tokens found
   std::uint64_t preemptions = 0;
   std::uint64_t steps = 0;
 };

@@ -1,21 +1,21 @@
 #include "sim/metrics.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace infergate::sim {
 namespace {
 
 // vLLM's bucket boundaries (metrics facts §2.3).
-const std::vector<double> kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,
-                                          0.25,  0.5,   0.75, 1.0,  2.5,  5.0,  7.5,  10.0,
+const std::vector<double> kTtftBuckets = {0.001, 0.005, 0.01, 0.02,  0.04,  0.06,  0.08, 0.1,
+                                          0.25,  0.5,   0.75, 1.0,   2.5,   5.0,   7.5,  10.0,
                                           20.0,  40.0,  80.0, 160.0, 640.0, 2560.0};
-const std::vector<double> kItlBuckets = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,
-                                         0.3,  0.4,   0.5,  0.75,  1.0, 2.5,  5.0,
-                                         7.5,  10.0,  20.0, 40.0,  80.0};
-const std::vector<double> kRequestLatencyBuckets = {0.3,  0.5,  0.8,  1.0,   1.5,   2.0,  2.5,
-                                                    5.0,  10.0, 15.0, 20.0,  30.0,  40.0, 50.0,
-                                                    60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+const std::vector<double> kItlBuckets = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2,  0.3,  0.4, 0.5,
+                                         0.75, 1.0,   2.5,  5.0,   7.5, 10.0, 20.0, 40.0, 80.0};
+const std::vector<double> kRequestLatencyBuckets = {
+    0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
+    30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
 // Distinct names of metrics that differ between styles; empty = not served in that style.
 struct Names {
@@ -128,8 +128,9 @@ SimMetrics::SimMetrics(prom::Registry& registry, MetricsStyle style, std::string
                                  {"max_lora", "waiting_lora_adapters", "running_lora_adapters"});
   }
   if (style == MetricsStyle::kSglang) {
-    registry.gauge(names.cache_config, "Information of the cache configuration.",
-                   {"page_size", "num_pages"})
+    registry
+        .gauge(names.cache_config, "Information of the cache configuration.",
+               {"page_size", "num_pages"})
         .with({std::to_string(config.block_size), std::to_string(config.num_gpu_blocks)})
         .set(1);
   } else {
@@ -145,8 +146,8 @@ SimMetrics::SimMetrics(prom::Registry& registry, MetricsStyle style, std::string
   }
   prompt_tokens_ = counter(names.prompt_tokens, "Number of prefill tokens processed.");
   generation_tokens_ = counter(names.generation_tokens, "Number of generation tokens processed.");
-  prefix_queries_ = counter(names.prefix_queries,
-                            "Prefix cache queries, in terms of number of queried tokens.");
+  prefix_queries_ =
+      counter(names.prefix_queries, "Prefix cache queries, in terms of number of queried tokens.");
   prefix_hits_ =
       counter(names.prefix_hits, "Prefix cache hits, in terms of number of cached tokens.");
   preemptions_ = counter(names.preemptions, "Cumulative number of preemption from the engine.");
@@ -158,34 +159,34 @@ SimMetrics::SimMetrics(prom::Registry& registry, MetricsStyle style, std::string
   }
   ttft_ = histogram(names.ttft, "Histogram of time to first token in seconds.", kTtftBuckets);
   itl_ = histogram(names.itl, "Histogram of inter-token latency in seconds.", kItlBuckets);
-  e2e_ = histogram(names.e2e, "Histogram of e2e request latency in seconds.",
-                   kRequestLatencyBuckets);
-  queue_time_ = histogram(names.queue_time,
-                          "Histogram of time spent in WAITING phase for request.",
+  e2e_ =
+      histogram(names.e2e, "Histogram of e2e request latency in seconds.", kRequestLatencyBuckets);
+  queue_time_ = histogram(names.queue_time, "Histogram of time spent in WAITING phase for request.",
                           kRequestLatencyBuckets);
-  inference_time_ = histogram(names.inference_time,
-                              "Histogram of time spent in RUNNING phase for request.",
-                              kRequestLatencyBuckets);
-  prefill_time_ = histogram(names.prefill_time,
-                            "Histogram of time spent in PREFILL phase for request.",
-                            kRequestLatencyBuckets);
-  decode_time_ = histogram(names.decode_time,
-                           "Histogram of time spent in DECODE phase for request.",
-                           kRequestLatencyBuckets);
+  inference_time_ =
+      histogram(names.inference_time, "Histogram of time spent in RUNNING phase for request.",
+                kRequestLatencyBuckets);
+  prefill_time_ =
+      histogram(names.prefill_time, "Histogram of time spent in PREFILL phase for request.",
+                kRequestLatencyBuckets);
+  decode_time_ =
+      histogram(names.decode_time, "Histogram of time spent in DECODE phase for request.",
+                kRequestLatencyBuckets);
   request_tpot_ = histogram(names.request_tpot,
                             "Histogram of time_per_output_token_seconds per request.", kItlBuckets);
   const auto token_buckets = prom::one_two_five_buckets(config.max_model_len);
-  prompt_tokens_hist_ = histogram(names.prompt_hist, "Number of prefill tokens processed.",
-                                  token_buckets);
-  generation_tokens_hist_ = histogram(names.generation_hist,
-                                      "Number of generation tokens processed.", token_buckets);
+  prompt_tokens_hist_ =
+      histogram(names.prompt_hist, "Number of prefill tokens processed.", token_buckets);
+  generation_tokens_hist_ =
+      histogram(names.generation_hist, "Number of generation tokens processed.", token_buckets);
   max_tokens_hist_ = histogram(names.max_tokens_hist,
                                "Histogram of the max_tokens request parameter.", token_buckets);
-  max_generation_hist_ = histogram(names.max_generation_hist,
-                                   "Histogram of maximum number of requested generation tokens.",
-                                   token_buckets);
-  iteration_tokens_ = histogram(names.iteration_tokens, "Histogram of number of tokens per engine_step.",
-                                iteration_token_buckets(config.max_num_batched_tokens));
+  max_generation_hist_ =
+      histogram(names.max_generation_hist,
+                "Histogram of maximum number of requested generation tokens.", token_buckets);
+  iteration_tokens_ =
+      histogram(names.iteration_tokens, "Histogram of number of tokens per engine_step.",
+                iteration_token_buckets(config.max_num_batched_tokens));
 }
 
 void SimMetrics::observe_first_token(Duration time_to_first_token) {

@@ -20,7 +20,6 @@ enum class MetricsStyle {
 };
 Result<MetricsStyle> parse_metrics_style(std::string_view name);
 
-
 // The model-server metrics of one simulated engine, with vLLM's names, types, labels and buckets
 // (metrics facts §2), or another engine's names (MetricsStyle). Fed by the driver of the engine
 // on the engine's thread; gauges and counters are refreshed from the engine when scraped.

@@ -34,12 +34,18 @@ constexpr auto kWaitForever = std::chrono::steady_clock::time_point::max();
 // Message of an injected failure, by status (the reference simulator's failure types).
 std::string injected_failure_message(unsigned status) {
   switch (status) {
-    case 400: return "injected failure: invalid request";
-    case 401: return "injected failure: invalid API key";
-    case 404: return "injected failure: model not found";
-    case 429: return "injected failure: rate limit reached";
-    case 503: return "injected failure: the server is overloaded";
-    default: return "injected failure";
+    case 400:
+      return "injected failure: invalid request";
+    case 401:
+      return "injected failure: invalid API key";
+    case 404:
+      return "injected failure: model not found";
+    case 429:
+      return "injected failure: rate limit reached";
+    case 503:
+      return "injected failure: the server is overloaded";
+    default:
+      return "injected failure";
   }
 }
 
@@ -84,8 +90,9 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     for (const auto& module : options.lora_modules) {
       adapters.emplace(module.name, Adapter{next_lora_id++, module.path});
     }
-    errors = &registry.counter("infergate_sim_errors", "Requests the simulator answered with an error.",
-                               {"status", "reason"});
+    errors =
+        &registry.counter("infergate_sim_errors", "Requests the simulator answered with an error.",
+                          {"status", "reason"});
     if (const char* pod = std::getenv("POD_NAME")) {
       attribution_headers.emplace_back("x-inference-pod", pod);
       if (const char* ns = std::getenv("POD_NAMESPACE")) {
@@ -133,6 +140,9 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     if (server) server->stop();
     engine_wake.cancel();
     step_timer.cancel();
+    for (auto& [id, request] : tracked) {
+      if (request.stream) request.stream->wake.cancel();  // handlers see `stopping` and leave
+    }
   }
 
   // ---- the engine's driver -------------------------------------------------------------------
@@ -231,9 +241,9 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     } else if (path == "/v1/unload_lora_adapter" && post) {
       co_await unload_lora(request.body(), writer);
     } else {
-      co_await send_error(writer, Status::not_found(fmt::format("no route for {} {}",
-                                                                std::string(request.method_string()),
-                                                                path)),
+      co_await send_error(writer,
+                          Status::not_found(fmt::format(
+                              "no route for {} {}", std::string(request.method_string()), path)),
                           "route");
     }
   }
@@ -247,7 +257,8 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
 
   std::optional<unsigned> injected_failure(const http::Request& request) {
     if (auto header = request.find("x-return-error"); header != request.end()) {
-      const unsigned status = static_cast<unsigned>(std::atoi(std::string(header->value()).c_str()));
+      const unsigned status =
+          static_cast<unsigned>(std::atoi(std::string(header->value()).c_str()));
       if (status >= 400 && status <= 599) return status;
     }
     if (options.failure_rate_percent > 0 && !options.failure_codes.empty() &&
@@ -290,14 +301,16 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     engine_request.prompt_tokens = request::prompt_token_ids(body);
     const auto prompt_len = static_cast<std::int64_t>(engine_request.prompt_tokens.size());
     const std::int64_t max_model_len = engine.config().max_model_len;
-    const std::int64_t max_tokens = body.max_tokens.value_or(std::max<std::int64_t>(1, max_model_len - prompt_len));
+    const std::int64_t max_tokens =
+        body.max_tokens.value_or(std::max<std::int64_t>(1, max_model_len - prompt_len));
     engine_request.max_output_tokens =
         static_cast<int>(std::min<std::int64_t>(max_tokens, max_model_len + 1));
     const std::uint64_t request_id = next_request_id++;
-    const std::uint64_t prompt_hash = XXH64(engine_request.prompt_tokens.data(),
-                                            engine_request.prompt_tokens.size() * 4, 0);
+    const std::uint64_t prompt_hash =
+        XXH64(engine_request.prompt_tokens.data(), engine_request.prompt_tokens.size() * 4, 0);
     const std::uint64_t seed =
-        (body.seed ? *body.seed : options.seed ^ (request_id * 0x9E3779B97F4A7C15ULL)) ^ prompt_hash;
+        (body.seed ? *body.seed : options.seed ^ (request_id * 0x9E3779B97F4A7C15ULL)) ^
+        prompt_hash;
     engine_request.id = request_id;
     engine_request.lora_id = model->first;
     engine_request.prefix_root_hash = root_block_hash(model->second, body.cache_salt);
@@ -305,7 +318,8 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     engine_request.stop_after_tokens = engine_request.max_output_tokens;
     if (!body.ignore_eos) {
       const auto natural = static_cast<std::int64_t>(
-          1 + XXH64(&seed, sizeof seed, 1) % static_cast<std::uint64_t>(2 * std::max(1, options.mean_output_tokens)));
+          1 + XXH64(&seed, sizeof seed, 1) %
+                  static_cast<std::uint64_t>(2 * std::max(1, options.mean_output_tokens)));
       engine_request.stop_after_tokens = static_cast<int>(std::clamp<std::int64_t>(
           std::max(natural, body.min_tokens.value_or(0)), 1, engine_request.max_output_tokens));
     }
@@ -337,11 +351,12 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     writer.on_client_gone([this, request_id] { abort(request_id); });
 
     const bool chat = kind == request::ApiKind::kChatCompletions;
-    Response response{.id = fmt::format("{}-{:016x}{:08x}", chat ? "chatcmpl" : "cmpl", rng(), request_id),
-                      .object = chat ? "chat.completion.chunk" : "text_completion",
-                      .model = body.model,
-                      .created = unix_time_seconds(),
-                      .chat = chat};
+    Response response{
+        .id = fmt::format("{}-{:016x}{:08x}", chat ? "chatcmpl" : "cmpl", rng(), request_id),
+        .object = chat ? "chat.completion.chunk" : "text_completion",
+        .model = body.model,
+        .created = unix_time_seconds(),
+        .chat = chat};
     if (body.stream) {
       co_await stream_response(writer, stream, response, body.include_usage);
     } else {
@@ -357,7 +372,10 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     bool chat;
 
     json chunk(json choices) const {
-      return {{"id", id}, {"object", object}, {"created", created}, {"model", model},
+      return {{"id", id},
+              {"object", object},
+              {"created", created},
+              {"model", model},
               {"choices", std::move(choices)}};
     }
     json token_choice(std::string_view text, const char* finish_reason) const {
@@ -383,7 +401,9 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
 
   // SSE event of one chunk object. Chunks are built in plain statements before each co_await:
   // GCC 12 miscompiles initializer-list temporaries that live across a suspension point.
-  static std::string sse_chunk(const json& data) { return fmt::format("data: {}\n\n", data.dump()); }
+  static std::string sse_chunk(const json& data) {
+    return fmt::format("data: {}\n\n", data.dump());
+  }
 
   std::string role_event(const Response& response) const {
     json role = {{"index", 0},
@@ -424,7 +444,8 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
         const std::string event = token_event(response, vocabulary[token.vocab_index], nullptr);
         if (!co_await writer.write_chunk(event)) co_return;  // client gone: Detach aborts it
       }
-      if (stream.finished || stopping) break;
+      // Tokens may have arrived while the writes above were suspended: send them first.
+      if ((stream.finished || stopping) && stream.pending.empty()) break;
     }
     if (!stream.finished || stream.finished->reason == FinishReason::kAbort) co_return;
     const FinishedRequest record = *stream.finished;
@@ -498,7 +519,8 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     }
     auto it = parsed.find(field);
     if (it == parsed.end() || !it->is_string() || it->get<std::string>().empty()) {
-      return Status::bad_request(fmt::format("'{}' is required and must be a non-empty string", field));
+      return Status::bad_request(
+          fmt::format("'{}' is required and must be a non-empty string", field));
     }
     return it->get<std::string>();
   }
@@ -524,8 +546,7 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     if (!name) co_return co_await send_error(writer, name.status(), "invalid_request");
     if (adapters.erase(*name) == 0) {
       co_return co_await send_error(
-          writer,
-          Status::not_found(fmt::format("The lora adapter '{}' cannot be found.", *name)),
+          writer, Status::not_found(fmt::format("The lora adapter '{}' cannot be found.", *name)),
           "unknown_model");
     }
     co_await writer.send(200, "text/plain; charset=utf-8",

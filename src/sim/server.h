@@ -29,7 +29,7 @@ struct SimOptions {
   EngineConfig engine;
   double time_scale = 1.0;  // simulated seconds per real second
   std::uint64_t seed = 0;
-  double failure_rate_percent = 0;             // share of requests answered with an injected error
+  double failure_rate_percent = 0;              // share of requests answered with an injected error
   std::vector<unsigned> failure_codes = {503};  // statuses injected failures draw from
   std::size_t max_request_body_bytes = 4u << 20;
   MetricsStyle metrics_style = MetricsStyle::kVllm;

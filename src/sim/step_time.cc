@@ -1,7 +1,8 @@
 #include "sim/step_time.h"
 
-#include <algorithm>
 #include <fmt/format.h>
+
+#include <algorithm>
 
 namespace infergate::sim {
 

@@ -11,10 +11,10 @@ namespace infergate::sim {
 
 // What one engine step computes, as far as the time model cares.
 struct StepShape {
-  int scheduled_tokens = 0;             // prefill chunk tokens + one per decode
-  int num_sequences = 0;                // sequences in the batch
-  double decode_context_tokens = 0;     // Σ context length (KV read) over decoding sequences
-  double prefill_attention_pairs = 0;   // Σ chunk × (already computed + chunk / 2) over prefills
+  int scheduled_tokens = 0;            // prefill chunk tokens + one per decode
+  int num_sequences = 0;               // sequences in the batch
+  double decode_context_tokens = 0;    // Σ context length (KV read) over decoding sequences
+  double prefill_attention_pairs = 0;  // Σ chunk × (already computed + chunk / 2) over prefills
 };
 
 // Roofline step-time model (model-server facts §5.4):
@@ -22,12 +22,12 @@ struct StepShape {
 //       + kv_read_per_context_token × Σ decode context + attention_per_pair × Σ prefill pairs
 // Every constant is a flag of `infergate sim`; a named profile supplies defaults.
 struct StepTimeParams {
-  double fixed_ms = 1.0;                     // CPU scheduling / launch overhead per step
-  double weights_read_ms = 6.2;              // memory-bound floor: reading the weights once
-  double per_token_us = 30.0;                // compute per scheduled token (linear layers)
-  double per_sequence_us = 5.0;              // sampling and bookkeeping per sequence
+  double fixed_ms = 1.0;                       // CPU scheduling / launch overhead per step
+  double weights_read_ms = 6.2;                // memory-bound floor: reading the weights once
+  double per_token_us = 30.0;                  // compute per scheduled token (linear layers)
+  double per_sequence_us = 5.0;                // sampling and bookkeeping per sequence
   double kv_read_per_context_token_us = 0.05;  // reading one token's KV during decode
-  double attention_per_pair_ns = 1.0;        // prefill attention per (query, key) pair
+  double attention_per_pair_ns = 1.0;          // prefill attention per (query, key) pair
   // Time between a request's arrival and its entry into the engine queue (HTTP, tokenisation,
   // hand-off to the engine). Not batch work: it never delays other requests.
   double frontend_ms = 23.0;

@@ -1,13 +1,15 @@
 #include "common/status.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 namespace infergate {
 namespace {
 
 TEST(StatusTest, OpenAiErrorBodyCarriesMessageTypeAndCode) {
-  auto body = nlohmann::json::parse(Status::not_found("The model `x` does not exist.").to_openai_json());
+  auto body =
+      nlohmann::json::parse(Status::not_found("The model `x` does not exist.").to_openai_json());
   EXPECT_EQ(body["error"]["message"], "The model `x` does not exist.");
   EXPECT_EQ(body["error"]["type"], "NotFoundError");
   EXPECT_EQ(body["error"]["code"], 404);

@@ -56,7 +56,8 @@ TEST(EngineTest, PrefillThenOneTokenPerStep) {
   driver.run_until_idle();
   ASSERT_EQ(driver.steps.size(), 10u);
   EXPECT_EQ(driver.steps[0].scheduled_tokens, 100);
-  for (std::size_t i = 1; i < driver.steps.size(); ++i) EXPECT_EQ(driver.steps[i].scheduled_tokens, 1);
+  for (std::size_t i = 1; i < driver.steps.size(); ++i)
+    EXPECT_EQ(driver.steps[i].scheduled_tokens, 1);
   const FinishedRequest& record = driver.finished.at(1);
   EXPECT_EQ(record.output_tokens, 10);
   EXPECT_EQ(record.reason, FinishReason::kLength);
@@ -104,7 +105,8 @@ TEST(EngineTest, RunningRequestsGoFirstAndWaitingOnesFillTheBudget) {
 TEST(EngineTest, MaxNumSeqsBoundsTheRunningSet) {
   Engine engine({.num_gpu_blocks = 1000, .max_num_seqs = 2});
   for (std::uint64_t id = 1; id <= 3; ++id) {
-    ASSERT_TRUE(engine.add_request(make_request(id, tokens_from(id * 100, 10), 3), TimePoint{}).is_ok());
+    ASSERT_TRUE(
+        engine.add_request(make_request(id, tokens_from(id * 100, 10), 3), TimePoint{}).is_ok());
   }
   Driver driver{engine};
   ASSERT_TRUE(driver.step());
@@ -124,7 +126,8 @@ TEST(EngineTest, PrefixHitsStopOneBlockShortOfAFullMatch) {
   // 65 tokens sharing the first 64: all 4 blocks hit.
   ASSERT_TRUE(engine.add_request(make_request(3, tokens_from(0, 65), 1), driver.now).is_ok());
   // Same tokens under another cache_salt or adapter: no hit.
-  ASSERT_TRUE(engine.add_request(make_request(4, tokens_from(0, 64), 1, 0, "salt"), driver.now).is_ok());
+  ASSERT_TRUE(
+      engine.add_request(make_request(4, tokens_from(0, 64), 1, 0, "salt"), driver.now).is_ok());
   ASSERT_TRUE(engine.add_request(make_request(5, tokens_from(0, 64), 1, 1), driver.now).is_ok());
   driver.run_until_idle();
   EXPECT_EQ(driver.finished.at(2).cached_tokens, 48);
@@ -146,7 +149,8 @@ TEST(EngineTest, DecodeFilledBlocksAreCachedForTheNextTurn) {
   // The next turn's prompt is the conversation so far: prompt + generated tokens + more.
   std::vector<std::uint32_t> next_turn = first_prompt;
   for (const auto& step : driver.steps) {
-    for (const auto& token : step.tokens) next_turn.push_back(engine.config().output_token_ids[token.vocab_index]);
+    for (const auto& token : step.tokens)
+      next_turn.push_back(engine.config().output_token_ids[token.vocab_index]);
   }
   ASSERT_EQ(next_turn.size(), 50u);
   auto more = tokens_from(9000, 14);
@@ -225,8 +229,10 @@ TEST(EngineTest, AbortsFreeBlocksWhetherWaitingRunningOrMidStep) {
 
 TEST(EngineTest, RejectsRequestsThatCanNeverFit) {
   Engine engine({.num_gpu_blocks = 5, .max_model_len = 1000});
-  EXPECT_EQ(engine.add_request(make_request(1, tokens_from(0, 990), 20), TimePoint{}).http_status(), 400);
-  EXPECT_EQ(engine.add_request(make_request(2, tokens_from(0, 100), 1), TimePoint{}).http_status(), 400)
+  EXPECT_EQ(engine.add_request(make_request(1, tokens_from(0, 990), 20), TimePoint{}).http_status(),
+            400);
+  EXPECT_EQ(engine.add_request(make_request(2, tokens_from(0, 100), 1), TimePoint{}).http_status(),
+            400)
       << "7 blocks > 4 usable";
   EXPECT_EQ(engine.add_request(make_request(3, {}, 1), TimePoint{}).http_status(), 400);
   EXPECT_FALSE(engine.has_unfinished_requests());
@@ -252,8 +258,11 @@ TEST(EngineTest, GeneratedTokensAreDeterministicFromTheSeed) {
 TEST(EngineTest, BlockAccountingNeverLeaksUnderRandomLoad) {
   for (std::uint64_t seed = 1; seed <= 5; ++seed) {
     std::mt19937_64 rng(seed);
-    Engine engine({.num_gpu_blocks = 60, .max_num_seqs = 8, .max_num_batched_tokens = 128,
-                   .max_model_len = 400, .max_loras = 2});
+    Engine engine({.num_gpu_blocks = 60,
+                   .max_num_seqs = 8,
+                   .max_num_batched_tokens = 128,
+                   .max_model_len = 400,
+                   .max_loras = 2});
     Driver driver{engine};
     std::uint64_t next_id = 1;
     std::size_t aborted = 0;

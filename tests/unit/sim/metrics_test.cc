@@ -14,7 +14,8 @@ namespace {
 EngineRequest request(std::uint64_t id, int prompt_tokens, int output_tokens) {
   EngineRequest spec;
   spec.id = id;
-  for (int i = 0; i < prompt_tokens; ++i) spec.prompt_tokens.push_back(static_cast<std::uint32_t>(i));
+  for (int i = 0; i < prompt_tokens; ++i)
+    spec.prompt_tokens.push_back(static_cast<std::uint32_t>(i));
   spec.max_output_tokens = output_tokens;
   spec.stop_after_tokens = output_tokens;
   spec.prefix_root_hash = root_block_hash("m", "");
@@ -24,7 +25,9 @@ EngineRequest request(std::uint64_t id, int prompt_tokens, int output_tokens) {
 
 // Runs three requests, two sharing a prefix, through an engine and returns the exposition text.
 std::string scenario_text(MetricsStyle style) {
-  EngineConfig config{.num_gpu_blocks = 101, .max_num_seqs = 4, .max_num_batched_tokens = 256,
+  EngineConfig config{.num_gpu_blocks = 101,
+                      .max_num_seqs = 4,
+                      .max_num_batched_tokens = 256,
                       .max_model_len = 1000};
   // Fixed here, so that recalibrating the default profile does not move the golden figures.
   config.step_time = StepTimeParams{.fixed_ms = 1.0,
@@ -97,11 +100,11 @@ TEST(SimMetricsTest, LegacyStyleUsesTheOldVllmNames) {
 
 TEST(SimMetricsTest, SglangStyleUsesSglangNames) {
   const std::string text = scenario_text(MetricsStyle::kSglang);
-  for (const char* name : {"sglang:num_running_reqs{model_name=\"test-model\"} 0.0",
-                           "sglang:num_queue_reqs{", "sglang:token_usage{",
-                           "sglang:cache_config_info{num_pages=\"101\",page_size=\"16\"} 1.0",
-                           "sglang:prompt_tokens_total{model_name=\"test-model\"} 260.0",
-                           "sglang:time_to_first_token_seconds_bucket{"}) {
+  for (const char* name :
+       {"sglang:num_running_reqs{model_name=\"test-model\"} 0.0", "sglang:num_queue_reqs{",
+        "sglang:token_usage{", "sglang:cache_config_info{num_pages=\"101\",page_size=\"16\"} 1.0",
+        "sglang:prompt_tokens_total{model_name=\"test-model\"} 260.0",
+        "sglang:time_to_first_token_seconds_bucket{"}) {
     EXPECT_NE(text.find(name), std::string::npos) << name;
   }
   EXPECT_EQ(text.find("vllm:"), std::string::npos);

@@ -64,14 +64,15 @@ class SimServerTest : public ::testing::Test {
                       std::vector<std::pair<std::string, std::string>> headers = {}) {
     auto request = http::make_request(beast_http::verb::post, path, std::move(body));
     for (const auto& [name, value] : headers) request.set(name, value);
-    auto response = http::fetch_blocking("127.0.0.1", server_->port(), std::move(request), kTimeout);
+    auto response =
+        http::fetch_blocking("127.0.0.1", server_->port(), std::move(request), kTimeout);
     EXPECT_TRUE(response.ok()) << (response.ok() ? "" : response.status().message());
     return response.ok() ? *response : ClientResponse{};
   }
 
   ClientResponse get(std::string_view path) {
-    auto response = http::fetch_blocking(
-        "127.0.0.1", server_->port(), http::make_request(beast_http::verb::get, path), kTimeout);
+    auto response = http::fetch_blocking("127.0.0.1", server_->port(),
+                                         http::make_request(beast_http::verb::get, path), kTimeout);
     EXPECT_TRUE(response.ok());
     return response.ok() ? *response : ClientResponse{};
   }
@@ -128,15 +129,15 @@ TEST_F(SimServerTest, StreamsChatOneChunkPerTokenWithUsageAndDone) {
   EXPECT_TRUE(events[8]["choices"].empty());
   const auto& usage = events[8]["usage"];
   EXPECT_EQ(usage["completion_tokens"], 6);
-  EXPECT_EQ(usage["prompt_tokens"],
-            request::count_tokens(request::render_chat_prompt(messages)));
+  EXPECT_EQ(usage["prompt_tokens"], request::count_tokens(request::render_chat_prompt(messages)));
   EXPECT_EQ(usage["total_tokens"], usage["prompt_tokens"].get<int>() + 6);
   EXPECT_EQ(events[9], "[DONE]");
 }
 
 TEST_F(SimServerTest, CompletionWithoutStreamReturnsTextAndCachedTokensOnRepeat) {
   const std::string prompt = request::make_text_with_tokens(100, 7);
-  const json body = {{"model", kModel}, {"prompt", prompt}, {"max_tokens", 5}, {"ignore_eos", true}};
+  const json body = {
+      {"model", kModel}, {"prompt", prompt}, {"max_tokens", 5}, {"ignore_eos", true}};
   auto first = json::parse(post("/v1/completions", body.dump()).body);
   EXPECT_EQ(first["object"], "text_completion");
   EXPECT_EQ(first["choices"][0]["finish_reason"], "length");
@@ -148,8 +149,8 @@ TEST_F(SimServerTest, CompletionWithoutStreamReturnsTextAndCachedTokensOnRepeat)
 }
 
 TEST_F(SimServerTest, WithoutIgnoreEosOutputLengthIsDeterministicFromTheSeed) {
-  const json body = {{"model", kModel}, {"prompt", "Once upon a time"}, {"max_tokens", 1000},
-                     {"seed", 7}};
+  const json body = {
+      {"model", kModel}, {"prompt", "Once upon a time"}, {"max_tokens", 1000}, {"seed", 7}};
   auto first = json::parse(post("/v1/completions", body.dump()).body);
   auto second = json::parse(post("/v1/completions", body.dump()).body);
   EXPECT_EQ(first["choices"][0]["text"], second["choices"][0]["text"]);
@@ -171,8 +172,9 @@ TEST_F(SimServerTest, BadInputGetsOpenAiErrors) {
       {"missing prompt", "/v1/completions", R"({"model":"m"})", 400, "'prompt'"},
       {"missing messages", "/v1/chat/completions", json{{"model", kModel}}.dump(), 400,
        "'messages'"},
-      {"wrong type", "/v1/completions", json{{"model", kModel}, {"prompt", "x"}, {"stream", 1}}.dump(),
-       400, "'stream' must be a boolean"},
+      {"wrong type", "/v1/completions",
+       json{{"model", kModel}, {"prompt", "x"}, {"stream", 1}}.dump(), 400,
+       "'stream' must be a boolean"},
       {"unknown model", "/v1/completions", R"({"model":"gpt-9","prompt":"hi"})", 404,
        "The model `gpt-9` does not exist."},
       {"context too long", "/v1/completions",
@@ -200,7 +202,8 @@ TEST_F(SimServerTest, ReturnErrorHeaderForcesAnInjectedFailure) {
   auto response = post("/v1/completions", body.dump(), {{"x-return-error", "429"}});
   EXPECT_EQ(response.status, 429u);
   EXPECT_EQ(json::parse(response.body)["error"]["type"], "RateLimitError");
-  EXPECT_NE(get("/metrics").body.find("infergate_sim_errors_total{reason=\"injected\",status=\"429\"} 1.0"),
+  EXPECT_NE(get("/metrics")
+                .body.find("infergate_sim_errors_total{reason=\"injected\",status=\"429\"} 1.0"),
             std::string::npos);
 }
 
@@ -213,8 +216,10 @@ TEST_F(SimServerTest, LoraAdaptersCanBeListedUsedLoadedAndUnloaded) {
   const json use_sql = {{"model", "sql-lora"}, {"prompt", "select"}, {"max_tokens", 2}};
   EXPECT_EQ(post("/v1/completions", use_sql.dump()).status, 200u);
 
-  EXPECT_EQ(post("/v1/load_lora_adapter", R"({"lora_name":"chat-lora","lora_path":"/a/b"})").status, 200u);
-  EXPECT_EQ(post("/v1/load_lora_adapter", R"({"lora_name":"chat-lora","lora_path":"/a/b"})").status, 400u);
+  EXPECT_EQ(post("/v1/load_lora_adapter", R"({"lora_name":"chat-lora","lora_path":"/a/b"})").status,
+            200u);
+  EXPECT_EQ(post("/v1/load_lora_adapter", R"({"lora_name":"chat-lora","lora_path":"/a/b"})").status,
+            400u);
   EXPECT_EQ(json::parse(get("/v1/models").body)["data"].size(), 3u);
   EXPECT_EQ(post("/v1/unload_lora_adapter", R"({"lora_name":"sql-lora"})").status, 200u);
   EXPECT_EQ(post("/v1/completions", use_sql.dump()).status, 404u);
@@ -233,9 +238,10 @@ TEST_F(SimServerTest, ClientThatDisconnectsMidStreamHasItsRequestAbortedAndBlock
                      {"ignore_eos", true},
                      {"stream", true}};
   const std::string payload = body.dump();
-  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                              "application/json\r\nContent-Length: " +
-                              std::to_string(payload.size()) + "\r\n\r\n" + payload;
+  const std::string request =
+      "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+      "application/json\r\nContent-Length: " +
+      std::to_string(payload.size()) + "\r\n\r\n" + payload;
   boost::asio::write(socket, boost::asio::buffer(request));
   std::string received;
   char buffer[4096];
@@ -253,8 +259,11 @@ TEST_F(SimServerTest, ClientThatDisconnectsWhileQueuedIsAbortedToo) {
   boost::asio::io_context client_io;
   ip::tcp::socket socket(client_io);
   socket.connect({ip::make_address("127.0.0.1"), server_->port()});
-  const std::string payload =
-      json{{"model", kModel}, {"prompt", "hello"}, {"max_tokens", 3000}, {"ignore_eos", true}}.dump();
+  const std::string payload = json{
+      {"model", kModel},
+      {"prompt", "hello"},
+      {"max_tokens", 3000},
+      {"ignore_eos", true}}.dump();
   const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                               std::to_string(payload.size()) + "\r\n\r\n" + payload;
   boost::asio::write(socket, boost::asio::buffer(request));
@@ -267,18 +276,25 @@ TEST_F(SimServerTest, ClientThatDisconnectsWhileQueuedIsAbortedToo) {
 }
 
 TEST_F(SimServerTest, MetricsUseVllmNamesAndCountTraffic) {
-  const json body = {{"model", kModel}, {"prompt", request::make_text_with_tokens(40, 1)},
-                     {"max_tokens", 3}, {"ignore_eos", true}};
+  const json body = {{"model", kModel},
+                     {"prompt", request::make_text_with_tokens(40, 1)},
+                     {"max_tokens", 3},
+                     {"ignore_eos", true}};
   ASSERT_EQ(post("/v1/completions", body.dump()).status, 200u);
   const std::string text = get("/metrics").body;
   for (const char* expected : {
            "# TYPE vllm:num_requests_running gauge",
            "# TYPE vllm:kv_cache_usage_perc gauge",
-           "vllm:prompt_tokens_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 40.0",
-           "vllm:generation_tokens_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 3.0",
-           "vllm:request_success_total{engine=\"0\",finished_reason=\"length\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 1.0",
-           "vllm:time_to_first_token_seconds_count{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 1.0",
-           "vllm:inter_token_latency_seconds_count{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} 2.0",
+           "vllm:prompt_tokens_total{engine=\"0\",model_name=\"meta-llama/Llama-3.1-8B-Instruct\"} "
+           "40.0",
+           "vllm:generation_tokens_total{engine=\"0\",model_name=\"meta-llama/"
+           "Llama-3.1-8B-Instruct\"} 3.0",
+           "vllm:request_success_total{engine=\"0\",finished_reason=\"length\",model_name=\"meta-"
+           "llama/Llama-3.1-8B-Instruct\"} 1.0",
+           "vllm:time_to_first_token_seconds_count{engine=\"0\",model_name=\"meta-llama/"
+           "Llama-3.1-8B-Instruct\"} 1.0",
+           "vllm:inter_token_latency_seconds_count{engine=\"0\",model_name=\"meta-llama/"
+           "Llama-3.1-8B-Instruct\"} 2.0",
            "num_gpu_blocks=\"2000\"",
            "vllm:lora_requests_info{max_lora=\"1\"",
        }) {

@@ -11,7 +11,8 @@ double step_ms(const StepShape& shape) {
 
 TEST(StepTimeTest, SmallBatchesAreBoundByReadingTheWeights) {
   const StepTimeParams params;
-  const double one = step_ms({.scheduled_tokens = 1, .num_sequences = 1, .decode_context_tokens = 230});
+  const double one =
+      step_ms({.scheduled_tokens = 1, .num_sequences = 1, .decode_context_tokens = 230});
   EXPECT_NEAR(one, params.fixed_ms + params.weights_read_ms + 0.005 + 230 * 0.05e-3, 1e-6);
   const double sixteen =
       step_ms({.scheduled_tokens = 16, .num_sequences = 16, .decode_context_tokens = 16 * 230});
@@ -19,8 +20,8 @@ TEST(StepTimeTest, SmallBatchesAreBoundByReadingTheWeights) {
 }
 
 TEST(StepTimeTest, LargeBatchesAreBoundByCompute) {
-  const double big = step_ms({.scheduled_tokens = 4096, .num_sequences = 1,
-                              .prefill_attention_pairs = 4096.0 * 2048});
+  const double big = step_ms(
+      {.scheduled_tokens = 4096, .num_sequences = 1, .prefill_attention_pairs = 4096.0 * 2048});
   // 4096 tokens x 30 us = 122.9 ms of linear work, plus 8.4 ms of attention.
   EXPECT_NEAR(big, 1.0 + 122.88 + 0.005 + 8.388608, 1e-3);
 }

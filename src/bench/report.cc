@@ -1,0 +1,247 @@
+#include "bench/report.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+namespace infergate::bench {
+namespace {
+
+using ordered_json = nlohmann::ordered_json;
+
+double to_ms(Duration duration) {
+  return std::chrono::duration<double, std::milli>(duration).count();
+}
+
+double ratio(double numerator, double denominator) {
+  return denominator > 0 ? numerator / denominator : 0;
+}
+
+// Time [start, end] spends inside [window_start, window_end].
+Duration overlap(TimePoint start, TimePoint end, TimePoint window_start, TimePoint window_end) {
+  const TimePoint from = std::max(start, window_start);
+  const TimePoint to = std::min(end, window_end);
+  return to > from ? to - from : Duration::zero();
+}
+
+ordered_json distribution_json(const Distribution& distribution) {
+  ordered_json result;
+  result["count"] = distribution.count;
+  for (const auto& [name, value] :
+       {std::pair{"mean", distribution.mean}, std::pair{"min", distribution.min},
+        std::pair{"p50", distribution.p50}, std::pair{"p90", distribution.p90},
+        std::pair{"p99", distribution.p99}, std::pair{"max", distribution.max}}) {
+    result[name] = distribution.count > 0 ? ordered_json(value) : ordered_json(nullptr);
+  }
+  return result;
+}
+
+std::string format_cell(const Distribution& distribution, double value) {
+  return distribution.count > 0 ? fmt::format("{:>10.2f}", value) : fmt::format("{:>10}", "-");
+}
+
+std::string distribution_row(std::string_view name, const Distribution& distribution) {
+  return fmt::format(
+      "  {:<6}{}{}{}{}{}{:>10}\n", name, format_cell(distribution, distribution.mean),
+      format_cell(distribution, distribution.p50), format_cell(distribution, distribution.p90),
+      format_cell(distribution, distribution.p99), format_cell(distribution, distribution.max),
+      distribution.count);
+}
+
+std::string load_description(const LoadOptions& load) {
+  return load.mode == LoadMode::kRate ? fmt::format("Poisson {:g} req/s", load.rate)
+                                      : fmt::format("concurrency {}", load.concurrency);
+}
+
+}  // namespace
+
+Report make_report(const RunResult& run) {
+  Report report;
+  report.window_seconds = to_seconds(run.window_end - run.window_start);
+  report.connections_opened = run.connections_opened;
+  report.stale_connection_retries = run.stale_connection_retries;
+  report.stopped_early = run.stopped_early;
+
+  std::vector<double> ttft, tpot, ntpot, itl, e2e, lag;
+  Duration in_flight_time{};
+  TimePoint last_end = run.window_start;
+  for (const RequestRecord& record : run.records) {
+    in_flight_time += overlap(record.start, record.end, run.window_start, run.window_end);
+    if (!record.measured) {
+      ++report.warmup_requests;
+      continue;
+    }
+    ++report.launched;
+    last_end = std::max(last_end, record.end);
+    lag.push_back(to_ms(record.schedule_lag()));
+    if (!record.ok()) {
+      ++report.failed;
+      const std::string label = error_label(record);
+      if (report.errors[label]++ == 0) report.error_examples[label] = record.error_message;
+      continue;
+    }
+    ++report.succeeded;
+    ttft.push_back(to_ms(record.ttft()));
+    e2e.push_back(to_ms(record.e2e()));
+    if (auto value = record.tpot()) tpot.push_back(to_ms(*value));
+    if (auto value = record.ntpot()) ntpot.push_back(to_ms(*value));
+    for (Duration gap : record.text_event_gaps) itl.push_back(to_ms(gap));
+    report.output_tokens += record.output_tokens();
+    report.prompt_tokens += record.prompt_tokens.value_or(0);
+    report.cached_prompt_tokens += record.cached_tokens.value_or(0);
+    if (!record.completion_tokens) ++report.requests_without_usage;
+  }
+
+  report.span_seconds = std::max(to_seconds(last_end - run.window_start), report.window_seconds);
+  report.launch_rate = ratio(static_cast<double>(report.launched), report.window_seconds);
+  report.achieved_rate = ratio(static_cast<double>(report.succeeded), report.span_seconds);
+  report.output_tokens_per_second =
+      ratio(static_cast<double>(report.output_tokens), report.span_seconds);
+  report.input_tokens_per_second =
+      ratio(static_cast<double>(report.prompt_tokens), report.span_seconds);
+  report.mean_in_flight = ratio(to_seconds(in_flight_time), report.window_seconds);
+  report.cached_token_share = ratio(static_cast<double>(report.cached_prompt_tokens),
+                                    static_cast<double>(report.prompt_tokens));
+
+  report.ttft_ms = summarize(std::move(ttft));
+  report.tpot_ms = summarize(std::move(tpot));
+  report.ntpot_ms = summarize(std::move(ntpot));
+  report.itl_ms = summarize(std::move(itl));
+  report.e2e_ms = summarize(std::move(e2e));
+  report.schedule_lag_ms = summarize(std::move(lag));
+  report.generator_kept_up =
+      report.schedule_lag_ms.p99 <=
+      std::chrono::duration<double, std::milli>(kMaxKeptUpScheduleLagP99).count();
+  return report;
+}
+
+std::string format_report_table(const Report& report, const BenchConfig& config) {
+  const WorkloadOptions& workload = config.workload;
+  std::string out;
+  auto line = [&out](std::string text) { out += std::move(text); };
+
+  line(fmt::format("infergate bench  {}  model {}  api {}\n", config.load.target.url(),
+                   workload.model, to_string(workload.api)));
+  if (workload.kind == WorkloadKind::kRandom) {
+    line(fmt::format("workload  random: {} prompt tokens, {} output tokens, seed {}\n",
+                     workload.prompt_tokens, workload.output_tokens, workload.seed));
+  } else {
+    line(fmt::format(
+        "workload  shared-prefix: {} groups x {} prompts, system {} + question {} tokens, {} "
+        "output tokens, seed {}\n",
+        workload.num_groups, workload.prompts_per_group, workload.system_prompt_tokens,
+        workload.question_tokens, workload.output_tokens, workload.seed));
+  }
+  line(fmt::format("load      {}, warm-up {:g} s, measured {:.1f} s{}\n",
+                   load_description(config.load), to_seconds(config.load.warmup),
+                   report.window_seconds, report.stopped_early ? " (stopped early)" : ""));
+  line("\n");
+  line(fmt::format("requests    {} launched, {} succeeded, {} failed ({} warm-up not measured)\n",
+                   report.launched, report.succeeded, report.failed, report.warmup_requests));
+  line(fmt::format(
+      "rate        {:.2f} req/s achieved (launched {:.2f} req/s over {:.1f} s; work "
+      "took {:.1f} s)\n",
+      report.achieved_rate, report.launch_rate, report.window_seconds, report.span_seconds));
+  line(fmt::format("tokens/s    {:.1f} output, {:.1f} input\n", report.output_tokens_per_second,
+                   report.input_tokens_per_second));
+  line(fmt::format("in flight   {:.1f} mean\n", report.mean_in_flight));
+  line(fmt::format("prefix      {:.1f}% of prompt tokens cached ({} of {})\n",
+                   100 * report.cached_token_share, report.cached_prompt_tokens,
+                   report.prompt_tokens));
+  line("\n");
+  line(fmt::format("  {:<6}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}\n", "ms", "mean", "p50", "p90",
+                   "p99", "max", "count"));
+  line(distribution_row("TTFT", report.ttft_ms));
+  line(distribution_row("TPOT", report.tpot_ms));
+  line(distribution_row("NTPOT", report.ntpot_ms));
+  line(distribution_row("ITL", report.itl_ms));
+  line(distribution_row("e2e", report.e2e_ms));
+  line("\n");
+  line(fmt::format("schedule    lag p99 {:.2f} ms, max {:.2f} ms: {}\n", report.schedule_lag_ms.p99,
+                   report.schedule_lag_ms.max,
+                   report.generator_kept_up
+                       ? "kept up"
+                       : "DID NOT KEEP UP (the offered load was late; results understate it)"));
+  line(fmt::format("connections {} opened, {} stale retries\n", report.connections_opened,
+                   report.stale_connection_retries));
+  if (report.errors.empty()) {
+    line("errors      none\n");
+  } else {
+    for (const auto& [label, count] : report.errors) {
+      line(fmt::format("error       {:<14} {:>8}  e.g. {}\n", label, count,
+                       report.error_examples.at(label)));
+    }
+  }
+  if (report.requests_without_usage > 0) {
+    line(
+        fmt::format("warning     {} successful responses had no usage chunk; their output tokens "
+                    "were counted as text events\n",
+                    report.requests_without_usage));
+  }
+  return out;
+}
+
+std::string format_report_json(const Report& report, const BenchConfig& config) {
+  const WorkloadOptions& workload = config.workload;
+  const LoadOptions& load = config.load;
+  const bool rate_mode = load.mode == LoadMode::kRate;
+  ordered_json document;
+  document["schema"] = "infergate.bench.v1";
+  document["config"] = {
+      {"url", load.target.url()},
+      {"model", workload.model},
+      {"api", to_string(workload.api)},
+      {"workload", to_string(workload.kind)},
+      {"mode", rate_mode ? "rate" : "concurrency"},
+      {"rate", rate_mode ? ordered_json(load.rate) : ordered_json(nullptr)},
+      {"concurrency", rate_mode ? ordered_json(nullptr) : ordered_json(load.concurrency)},
+      {"duration_s", to_seconds(load.duration)},
+      {"warmup_s", to_seconds(load.warmup)},
+      {"timeout_s", to_seconds(load.timeout)},
+      {"seed", workload.seed},
+      {"prompt_tokens", workload.prompt_tokens},
+      {"output_tokens", workload.output_tokens},
+      {"num_groups", workload.num_groups},
+      {"prompts_per_group", workload.prompts_per_group},
+      {"system_prompt_tokens", workload.system_prompt_tokens},
+      {"question_tokens", workload.question_tokens},
+  };
+  document["requests"] = {{"launched", report.launched},
+                          {"succeeded", report.succeeded},
+                          {"failed", report.failed},
+                          {"warmup", report.warmup_requests}};
+  document["errors"] = ordered_json::object();
+  for (const auto& [label, count] : report.errors) document["errors"][label] = count;
+  document["error_examples"] = ordered_json::object();
+  for (const auto& [label, message] : report.error_examples) {
+    document["error_examples"][label] = message;
+  }
+  document["throughput"] = {{"window_s", report.window_seconds},
+                            {"span_s", report.span_seconds},
+                            {"launch_rate", report.launch_rate},
+                            {"achieved_rate", report.achieved_rate},
+                            {"output_tokens_per_s", report.output_tokens_per_second},
+                            {"input_tokens_per_s", report.input_tokens_per_second},
+                            {"mean_in_flight", report.mean_in_flight}};
+  document["latency_ms"] = {{"ttft", distribution_json(report.ttft_ms)},
+                            {"tpot", distribution_json(report.tpot_ms)},
+                            {"ntpot", distribution_json(report.ntpot_ms)},
+                            {"itl", distribution_json(report.itl_ms)},
+                            {"e2e", distribution_json(report.e2e_ms)}};
+  document["schedule_lag_ms"] = distribution_json(report.schedule_lag_ms);
+  document["generator_kept_up"] = report.generator_kept_up;
+  document["tokens"] = {{"prompt", report.prompt_tokens},
+                        {"output", report.output_tokens},
+                        {"cached_prompt", report.cached_prompt_tokens},
+                        {"cached_share", report.cached_token_share},
+                        {"requests_without_usage", report.requests_without_usage}};
+  document["connections"] = {{"opened", report.connections_opened},
+                             {"stale_retries", report.stale_connection_retries}};
+  document["stopped_early"] = report.stopped_early;
+  // Error messages quote server bytes, which need not be UTF-8.
+  return document.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace infergate::bench

@@ -1,0 +1,95 @@
+#pragma once
+
+// The figures of one benchmark run, computed from its RunResult, and their two renderings: a
+// table for people (stdout) and JSON for tools (--output-json).
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "bench/load.h"
+#include "bench/stats.h"
+#include "bench/workload.h"
+
+namespace infergate::bench {
+
+// Above this p99 schedule lag the generator is reported as not keeping up with --rate: arrivals
+// went out late, so the offered load was lower and burstier than asked.
+inline constexpr std::chrono::milliseconds kMaxKeptUpScheduleLagP99{10};
+
+// What was run (echoed in reports).
+struct BenchConfig {
+  WorkloadOptions workload;
+  LoadOptions load;
+};
+
+// Figures over the measured requests (those launched in the measured window) unless noted.
+// Latencies are in milliseconds, over successful requests.
+struct Report {
+  std::size_t launched = 0;  // measured requests
+  std::size_t succeeded = 0;
+  std::size_t failed = 0;
+  std::size_t warmup_requests = 0;                    // launched during the warm-up, not measured
+  std::map<std::string, std::size_t> errors;          // error_label() -> count
+  std::map<std::string, std::string> error_examples;  // error_label() -> first message
+
+  double window_seconds = 0;  // length of the measured window
+  // From the window's start to the end of the last measured request: the time the measured work
+  // took, drain included. Rates of completed work divide by it.
+  double span_seconds = 0;
+  double launch_rate = 0;               // launched / window_seconds: the offered load
+  double achieved_rate = 0;             // succeeded / span_seconds: the served load
+  double output_tokens_per_second = 0;  // output tokens of successes / span_seconds
+  double input_tokens_per_second = 0;   // usage prompt tokens of successes / span_seconds
+  // Time-average number of requests in flight during the window (warm-up requests still running
+  // in it count too).
+  double mean_in_flight = 0;
+
+  Distribution ttft_ms;           // first event with generated text - launch
+  Distribution tpot_ms;           // (e2e - TTFT) / (output tokens - 1), requests with >= 2 tokens
+  Distribution ntpot_ms;          // e2e / output tokens
+  Distribution itl_ms;            // every gap between consecutive text events, all requests pooled
+  Distribution e2e_ms;            // [DONE] (or end of body) - launch
+  Distribution schedule_lag_ms;   // launch - scheduled arrival, every measured request
+  bool generator_kept_up = true;  // schedule_lag_ms.p99 <= kMaxKeptUpScheduleLagP99
+
+  std::int64_t prompt_tokens = 0;          // usage.prompt_tokens of successes
+  std::int64_t output_tokens = 0;          // usage.completion_tokens (or text events) of successes
+  std::int64_t cached_prompt_tokens = 0;   // usage.prompt_tokens_details.cached_tokens
+  double cached_token_share = 0;           // cached_prompt_tokens / prompt_tokens
+  std::size_t requests_without_usage = 0;  // successes whose stream had no usage chunk
+
+  std::size_t connections_opened = 0;        // whole run, warm-up included
+  std::size_t stale_connection_retries = 0;  // whole run
+  bool stopped_early = false;
+};
+
+Report make_report(const RunResult& run);
+
+// The human-readable table printed by `infergate bench`.
+std::string format_report_table(const Report& report, const BenchConfig& config);
+
+// The --output-json document. Field names are stable (add, never rename):
+//   schema                 "infergate.bench.v1"
+//   config                 url, model, api ("completions"|"chat"), workload ("random"|
+//                          "shared-prefix"), mode ("rate"|"concurrency"), rate (null in
+//                          concurrency mode), concurrency (null in rate mode), duration_s,
+//                          warmup_s, timeout_s, seed, prompt_tokens, output_tokens, num_groups,
+//                          prompts_per_group, system_prompt_tokens, question_tokens
+//   requests               launched, succeeded, failed, warmup
+//   errors                 {"<label>": count}; labels: connect, timeout, http_<status>,
+//                          stream_error, protocol
+//   error_examples         {"<label>": first error message}
+//   throughput             window_s, span_s, launch_rate, achieved_rate (req/s),
+//                          output_tokens_per_s, input_tokens_per_s, mean_in_flight
+//   latency_ms             ttft, tpot, ntpot, itl, e2e: each {count, mean, min, p50, p90, p99,
+//                          max}, the statistics null when count is 0
+//   schedule_lag_ms        same shape as a latency
+//   generator_kept_up      bool: schedule_lag_ms.p99 <= kMaxKeptUpScheduleLagP99
+//   tokens                 prompt, output, cached_prompt, cached_share, requests_without_usage
+//   connections            opened, stale_retries
+//   stopped_early          bool
+std::string format_report_json(const Report& report, const BenchConfig& config);
+
+}  // namespace infergate::bench
