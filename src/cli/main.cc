@@ -15,6 +15,7 @@ int main(int argc, char** argv) {
       "Extension).",
       "infergate"};
   app.require_subcommand(1);
+  app.fallthrough();  // top-level flags such as --log-level may follow the subcommand
   std::string log_level = "info";
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->capture_default_str();

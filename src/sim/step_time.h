@@ -24,8 +24,8 @@ struct StepShape {
 struct StepTimeParams {
   double fixed_ms = 1.0;                       // CPU scheduling / launch overhead per step
   double weights_read_ms = 6.2;                // memory-bound floor: reading the weights once
-  double per_token_us = 30.0;                  // compute per scheduled token (linear layers)
-  double per_sequence_us = 5.0;                // sampling and bookkeeping per sequence
+  double per_token_us = 26.0;                  // compute per scheduled token (linear layers)
+  double per_sequence_us = 20.0;               // sampling and bookkeeping per sequence
   double kv_read_per_context_token_us = 0.05;  // reading one token's KV during decode
   double attention_per_pair_ns = 1.0;          // prefill attention per (query, key) pair
   // Time between a request's arrival and its entry into the engine queue (HTTP, tokenisation,
