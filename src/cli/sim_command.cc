@@ -113,6 +113,11 @@ int run_sim(SimFlags& flags) {
 
 Runner add_sim_command(CLI::App& app) {
   auto flags = std::make_shared<SimFlags>();
+  const sim::Profile& default_profile = sim::profiles().front();
+  const sim::StepTimeParams& defaults = default_profile.step_time;
+  auto with_default = [&](std::string_view help, double value) {
+    return fmt::format("{} (profile {}: {})", help, default_profile.name, value);
+  };
   sim::SimOptions& options = flags->options;
   CLI::App* sim = app.add_subcommand(
       "sim",
@@ -144,19 +149,27 @@ Runner add_sim_command(CLI::App& app) {
                   "Maximum context length, prompt plus output (profile: 131072)");
   sim->add_flag("--no-enable-prefix-caching", flags->no_prefix_caching,
                 "Disable automatic prefix caching");
-  sim->add_option("--step-fixed-ms", flags->fixed_ms, "Step time: fixed overhead per step (ms)");
+  sim->add_option("--step-fixed-ms", flags->fixed_ms,
+                  with_default("Step time: fixed overhead per step (ms)", defaults.fixed_ms));
   sim->add_option("--step-weights-read-ms", flags->weights_read_ms,
-                  "Step time: memory-bound floor, reading the weights (ms)");
-  sim->add_option("--step-per-token-us", flags->per_token_us,
-                  "Step time: compute per scheduled token (us)");
+                  with_default("Step time: memory-bound floor, reading the weights (ms)",
+                               defaults.weights_read_ms));
+  sim->add_option(
+      "--step-per-token-us", flags->per_token_us,
+      with_default("Step time: compute per scheduled token (us)", defaults.per_token_us));
   sim->add_option("--step-per-sequence-us", flags->per_sequence_us,
-                  "Step time: sampling and bookkeeping per sequence (us)");
+                  with_default("Step time: sampling and bookkeeping per sequence (us)",
+                               defaults.per_sequence_us));
   sim->add_option("--step-kv-read-us", flags->kv_read_us,
-                  "Step time: KV read per context token of a decoding sequence (us)");
+                  with_default("Step time: KV read per context token of a decoding sequence (us)",
+                               defaults.kv_read_per_context_token_us));
   sim->add_option("--step-attention-ns", flags->attention_ns,
-                  "Step time: prefill attention per (query, key) token pair (ns)");
-  sim->add_option("--frontend-ms", flags->frontend_ms,
-                  "Time from a request's arrival to the engine queue (HTTP, tokenisation; ms)");
+                  with_default("Step time: prefill attention per (query, key) token pair (ns)",
+                               defaults.attention_per_pair_ns));
+  sim->add_option(
+      "--frontend-ms", flags->frontend_ms,
+      with_default("Time from a request's arrival to the engine queue (HTTP, tokenisation; ms)",
+                   defaults.frontend_ms));
   sim->add_option("--time-scale", options.time_scale,
                   "Simulated seconds per real second (10: ten times faster than real time)")
       ->capture_default_str();

@@ -203,6 +203,18 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
   }
 
   void refresh_metrics() {
+    // Requests the HTTP layer rejected before any handler saw them count as errors too.
+    const http::ServerStats& http_stats = server->stats();
+    auto sync = [this](const char* status, const char* reason, std::uint64_t total) {
+      prom::Counter& counter = errors->with({status, reason});
+      if (static_cast<double>(total) > counter.value()) {
+        counter.inc(static_cast<double>(total) - counter.value());
+      }
+    };
+    sync("400", "malformed_http", http_stats.bad_requests.load());
+    sync("408", "read_timeout", http_stats.read_timeouts.load());
+    sync("413", "body_too_large", http_stats.body_too_large.load());
+    sync("431", "headers_too_large", http_stats.headers_too_large.load());
     SimMetrics::LoraState loras{.max_loras = engine.config().max_loras};
     auto names = [this](const std::vector<int>& ids) {
       std::vector<std::string> out;

@@ -193,8 +193,15 @@ TEST_F(SimServerTest, BadInputGetsOpenAiErrors) {
               std::string::npos)
         << test.description << ": " << error["error"]["message"];
   }
-  // The server is unharmed.
+  // The server is unharmed, and counted every error.
   EXPECT_EQ(get("/health").status, 200u);
+  const std::string metrics = get("/metrics").body;
+  for (const char* expected :
+       {"infergate_sim_errors_total{reason=\"invalid_request\",status=\"400\"} 6.0",
+        "infergate_sim_errors_total{reason=\"unknown_model\",status=\"404\"} 1.0",
+        "infergate_sim_errors_total{reason=\"body_too_large\",status=\"413\"} 1.0"}) {
+    EXPECT_NE(metrics.find(expected), std::string::npos) << expected;
+  }
 }
 
 TEST_F(SimServerTest, ReturnErrorHeaderForcesAnInjectedFailure) {
