@@ -1,0 +1,87 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+
+namespace infergate::datastore {
+
+// Dense endpoint ids: an id is reused after its endpoint is removed, so per-endpoint arrays (score
+// vectors, the prefix index) stay as small as the largest pool has been.
+using EndpointId = std::uint32_t;
+
+// The label that chooses an endpoint's metric mapping (metrics facts §6), and its default.
+inline constexpr const char* kEngineTypeLabel = "inference.networking.k8s.io/engine-type";
+inline constexpr const char* kDefaultEngineType = "vllm";
+
+// What the pool says an endpoint is: one per pod address and target port.
+struct EndpointSpec {
+  std::string pod_name;
+  std::string namespace_name;
+  std::string address;  // IP address (IPv4 or IPv6) or host name
+  std::uint16_t port = 0;
+  int rank = 0;  // index of the port among the pool's target ports
+  std::map<std::string, std::string> labels;
+
+  // `<pod>-rank-<rank>`: the endpoint's name in metrics and logs.
+  std::string endpoint_name() const;
+  friend bool operator==(const EndpointSpec&, const EndpointSpec&) = default;
+};
+
+// Immutable identity of a live endpoint.
+struct EndpointInfo {
+  EndpointId id = 0;
+  std::string name;  // `<pod>-rank-<rank>`
+  EndpointSpec spec;
+  std::string engine_type;  // from kEngineTypeLabel, default kDefaultEngineType
+  std::string host_port;    // "address:port", IPv6 addresses bracketed
+};
+
+// The model server's state as last scraped from its /metrics (metrics facts §1).
+struct EndpointMetrics {
+  int waiting_requests = 0;
+  int running_requests = 0;
+  double kv_cache_usage = 0;  // 0..1
+  std::vector<std::string> running_adapters;
+  std::vector<std::string> waiting_adapters;
+  int max_active_adapters = 0;  // the `max_lora` label
+  int cache_block_size = 0;     // 0: unknown
+  int cache_num_blocks = 0;     // 0: unknown
+  TimePoint updated_at{};       // when these figures were scraped
+};
+
+// Mutable per-endpoint state shared by every snapshot that contains the endpoint: the latest
+// metrics (swapped whole by the collector) and in-flight counters (updated by the request path).
+// All members are safe to use from any thread.
+class EndpointState {
+ public:
+  // Null until the first successful scrape.
+  std::shared_ptr<const EndpointMetrics> metrics() const {
+    return metrics_.load(std::memory_order_acquire);
+  }
+  void set_metrics(std::shared_ptr<const EndpointMetrics> metrics) {
+    metrics_.store(std::move(metrics), std::memory_order_release);
+  }
+
+  std::atomic<std::int64_t> inflight_requests{0};
+  std::atomic<std::int64_t> inflight_tokens{0};  // estimated prompt + output tokens in flight
+
+ private:
+  std::atomic<std::shared_ptr<const EndpointMetrics>> metrics_;
+};
+
+// One endpoint as a snapshot holds it.
+struct Endpoint {
+  std::shared_ptr<const EndpointInfo> info;
+  std::shared_ptr<EndpointState> state;
+
+  // Metrics scraped no longer than `threshold` before `now`; null when stale or never scraped.
+  std::shared_ptr<const EndpointMetrics> fresh_metrics(TimePoint now, Duration threshold) const;
+};
+
+}  // namespace infergate::datastore
