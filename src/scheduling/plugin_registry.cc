@@ -1,0 +1,64 @@
+#include "scheduling/plugin_registry.h"
+
+#include <fmt/format.h>
+
+#include "scheduling/plugins/plugins.h"
+
+namespace infergate::scheduling {
+
+const std::vector<PluginType>& plugin_types() {
+  // The one list of built-in plugins. Adding a plugin: its file in plugins/, its factory in
+  // plugins.h, one line here, and its test.
+  static const std::vector<PluginType> kTypes = {
+      {"queue-scorer", PluginKind::kScorer, plugins::make_queue_scorer},
+      {"running-requests-size-scorer", PluginKind::kScorer,
+       plugins::make_running_requests_size_scorer},
+      {"kv-cache-utilization-scorer", PluginKind::kScorer,
+       plugins::make_kv_cache_utilization_scorer},
+      {"max-score-picker", PluginKind::kPicker, plugins::make_max_score_picker},
+      {"random-picker", PluginKind::kPicker, plugins::make_random_picker},
+      {"single-profile-handler", PluginKind::kProfileHandler, plugins::make_single_profile_handler},
+  };
+  return kTypes;
+}
+
+Result<std::shared_ptr<Plugin>> create_plugin(std::string_view type, std::string name,
+                                              const nlohmann::json& parameters) {
+  for (const auto& known : plugin_types()) {
+    if (known.type == type) return known.factory(std::move(name), parameters);
+  }
+  std::string names;
+  for (const auto& known : plugin_types())
+    names += (names.empty() ? "" : ", ") + std::string(known.type);
+  return Status::bad_request(
+      fmt::format("plugin '{}': unknown type '{}' (known: {})", name, type, names));
+}
+
+Status Parameters::check_keys(std::initializer_list<std::string_view> known) const {
+  if (parameters_.is_null()) return Status::ok();
+  if (!parameters_.is_object()) {
+    return Status::bad_request(
+        fmt::format("plugin '{}': parameters must be an object", plugin_name_));
+  }
+  for (const auto& [key, value] : parameters_.items()) {
+    if (std::find(known.begin(), known.end(), key) == known.end()) {
+      return Status::bad_request(
+          fmt::format("plugin '{}': unknown parameter '{}'", plugin_name_, key));
+    }
+  }
+  return Status::ok();
+}
+
+Result<std::int64_t> Parameters::integer(std::string_view key, std::int64_t fallback,
+                                         std::int64_t minimum) const {
+  if (!parameters_.is_object()) return fallback;
+  auto it = parameters_.find(key);
+  if (it == parameters_.end() || it->is_null()) return fallback;
+  if (!it->is_number_integer() || it->get<std::int64_t>() < minimum) {
+    return Status::bad_request(fmt::format("plugin '{}': parameter '{}' must be an integer >= {}",
+                                           plugin_name_, key, minimum));
+  }
+  return it->get<std::int64_t>();
+}
+
+}  // namespace infergate::scheduling

@@ -1,0 +1,123 @@
+#include "scheduling/scheduler.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace infergate::scheduling {
+
+std::optional<std::string_view> SchedulingRequest::header(std::string_view lower_case_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_case_name) return value;
+  }
+  return std::nullopt;
+}
+
+std::string SchedulingResult::destination() const {
+  std::string out;
+  for (const auto* endpoint : primary_result().targets) {
+    if (!out.empty()) out += ',';
+    out += endpoint->info->host_port;
+  }
+  return out;
+}
+
+Scheduler::Scheduler(std::shared_ptr<const ProfileHandler> handler, std::vector<Profile> profiles)
+    : handler_(std::move(handler)), profiles_(std::move(profiles)) {
+  for (const auto& profile : profiles_) profile_names_.push_back(profile.name);
+}
+
+Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
+                                             const datastore::Snapshot& snapshot, TimePoint now,
+                                             CycleState& state) const {
+  std::vector<const datastore::Endpoint*> all;
+  all.reserve(snapshot.endpoints.size());
+  for (const auto& endpoint : snapshot.endpoints) all.push_back(&endpoint);
+  return schedule(request, snapshot, all, now, state);
+}
+
+Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
+                                             const datastore::Snapshot& snapshot,
+                                             std::span<const datastore::Endpoint* const> candidates,
+                                             TimePoint now, CycleState& state) const {
+  if (candidates.empty()) return Status::unavailable("no endpoints available in the pool");
+  static const auto kNoMetrics = std::make_shared<const datastore::EndpointMetrics>();
+  std::vector<Candidate> base;
+  base.reserve(candidates.size());
+  for (const auto* endpoint : candidates) {
+    auto metrics = endpoint->state->metrics();
+    base.push_back({endpoint, metrics ? std::move(metrics) : kNoMetrics});
+  }
+
+  const SchedulingContext context{request, snapshot, now, state};
+  SchedulingResult result;
+  std::vector<std::string> done;
+  while (true) {
+    std::vector<std::string> next = handler_->profiles_to_run(context, profile_names_, done);
+    if (next.empty()) break;
+    for (const auto& name : next) {
+      auto profile = std::find_if(profiles_.begin(), profiles_.end(),
+                                  [&](const Profile& p) { return p.name == name; });
+      if (profile == profiles_.end() || std::find(done.begin(), done.end(), name) != done.end()) {
+        return Status::internal(
+            fmt::format("profile handler '{}' asked for profile '{}' which is unknown or has "
+                        "already run",
+                        handler_->name(), name));
+      }
+      auto profile_result = run_profile(*profile, context, base);
+      if (!profile_result) return profile_result.status();
+      result.profiles.push_back(std::move(*profile_result));
+      done.push_back(name);
+    }
+  }
+  auto primary = handler_->primary_profile(done);
+  if (!primary) return primary.status();
+  auto it = std::find(done.begin(), done.end(), *primary);
+  if (it == done.end()) {
+    return Status::internal(fmt::format("primary profile '{}' did not run", *primary));
+  }
+  result.primary = static_cast<std::size_t>(it - done.begin());
+  return result;
+}
+
+Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
+                                             const SchedulingContext& context,
+                                             std::vector<Candidate> candidates) const {
+  for (const auto& filter : profile.filters) {
+    filter->filter(context, candidates);
+    if (candidates.empty()) {
+      return Status(429, fmt::format("no endpoint is available for the request: filter '{}' of "
+                                     "profile '{}' removed every candidate",
+                                     filter->name(), profile.name));
+    }
+  }
+  ProfileResult result;
+  result.profile = profile.name;
+  const std::size_t count = candidates.size();
+  result.scored.reserve(count);
+  for (const auto& candidate : candidates) result.scored.push_back(candidate.endpoint);
+  result.scores.assign(profile.scorers.size() * count, 0.0);
+  result.totals.assign(count, 0.0);
+  for (std::size_t s = 0; s < profile.scorers.size(); ++s) {
+    const WeightedScorer& weighted = profile.scorers[s];
+    result.scorer_names.push_back(weighted.scorer->name());
+    result.weights.push_back(weighted.weight);
+    std::span<double> scores(result.scores.data() + s * count, count);
+    weighted.scorer->score(context, candidates, scores);
+    for (std::size_t c = 0; c < count; ++c) {
+      // NaN (e.g. 0/0 from a broken metric) counts as 0.
+      scores[c] = scores[c] >= 0 ? std::min(scores[c], 1.0) : 0.0;
+      result.totals[c] += scores[c] * weighted.weight;
+    }
+  }
+  std::vector<std::size_t> chosen;
+  profile.picker->pick(context, candidates, result.totals, chosen);
+  if (chosen.empty()) {
+    return Status(429, fmt::format("picker '{}' of profile '{}' chose no endpoint",
+                                   profile.picker->name(), profile.name));
+  }
+  for (std::size_t index : chosen) result.targets.push_back(candidates[index].endpoint);
+  return result;
+}
+
+}  // namespace infergate::scheduling
