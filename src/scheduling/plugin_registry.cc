@@ -15,7 +15,13 @@ const std::vector<PluginType>& plugin_types() {
        plugins::make_running_requests_size_scorer},
       {"kv-cache-utilization-scorer", PluginKind::kScorer,
        plugins::make_kv_cache_utilization_scorer},
+      {"lora-affinity-scorer", PluginKind::kScorer, plugins::make_lora_affinity_scorer},
+      {"token-load-scorer", PluginKind::kScorer, plugins::make_token_load_scorer},
+      {"session-affinity-scorer", PluginKind::kScorer, plugins::make_session_affinity_scorer},
+      {"header-based-testing-filter", PluginKind::kFilter,
+       plugins::make_header_based_testing_filter},
       {"max-score-picker", PluginKind::kPicker, plugins::make_max_score_picker},
+      {"weighted-random-picker", PluginKind::kPicker, plugins::make_weighted_random_picker},
       {"random-picker", PluginKind::kPicker, plugins::make_random_picker},
       {"single-profile-handler", PluginKind::kProfileHandler, plugins::make_single_profile_handler},
   };

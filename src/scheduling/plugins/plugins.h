@@ -16,6 +16,16 @@ Result<std::shared_ptr<Plugin>> make_running_requests_size_scorer(std::string na
                                                                   const nlohmann::json& params);
 Result<std::shared_ptr<Plugin>> make_kv_cache_utilization_scorer(std::string name,
                                                                  const nlohmann::json& params);
+Result<std::shared_ptr<Plugin>> make_lora_affinity_scorer(std::string name,
+                                                          const nlohmann::json& params);
+Result<std::shared_ptr<Plugin>> make_token_load_scorer(std::string name,
+                                                       const nlohmann::json& params);
+Result<std::shared_ptr<Plugin>> make_session_affinity_scorer(std::string name,
+                                                             const nlohmann::json& params);
+Result<std::shared_ptr<Plugin>> make_header_based_testing_filter(std::string name,
+                                                                 const nlohmann::json& params);
+Result<std::shared_ptr<Plugin>> make_weighted_random_picker(std::string name,
+                                                            const nlohmann::json& params);
 Result<std::shared_ptr<Plugin>> make_max_score_picker(std::string name,
                                                       const nlohmann::json& params);
 Result<std::shared_ptr<Plugin>> make_random_picker(std::string name, const nlohmann::json& params);
