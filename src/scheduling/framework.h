@@ -107,6 +107,15 @@ class Picker : public Plugin {
                     std::vector<std::size_t>& chosen) const = 0;
 };
 
+// A plugin that also measures how saturated the pool is (scheduling facts §5): >= 1.0 means
+// saturated. The saturation detectors are filters too.
+class SaturationDetector {
+ public:
+  virtual ~SaturationDetector() = default;
+  virtual double saturation(const SchedulingContext& context,
+                            std::span<const Candidate> candidates) const = 0;
+};
+
 class ProfileHandler : public Plugin {
  public:
   using Plugin::Plugin;

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "common/duration.h"
 #include "scheduling/plugins/plugins.h"
 
 namespace infergate::scheduling {
@@ -20,6 +21,8 @@ const std::vector<PluginType>& plugin_types() {
       {"session-affinity-scorer", PluginKind::kScorer, plugins::make_session_affinity_scorer},
       {"header-based-testing-filter", PluginKind::kFilter,
        plugins::make_header_based_testing_filter},
+      {"utilization-detector", PluginKind::kFilter, plugins::make_utilization_detector},
+      {"concurrency-detector", PluginKind::kFilter, plugins::make_concurrency_detector},
       {"max-score-picker", PluginKind::kPicker, plugins::make_max_score_picker},
       {"weighted-random-picker", PluginKind::kPicker, plugins::make_weighted_random_picker},
       {"random-picker", PluginKind::kPicker, plugins::make_random_picker},
@@ -65,6 +68,49 @@ Result<std::int64_t> Parameters::integer(std::string_view key, std::int64_t fall
                                            plugin_name_, key, minimum));
   }
   return it->get<std::int64_t>();
+}
+
+Result<double> Parameters::number(std::string_view key, double fallback) const {
+  if (!parameters_.is_object()) return fallback;
+  auto it = parameters_.find(key);
+  if (it == parameters_.end() || it->is_null()) return fallback;
+  if (!it->is_number()) {
+    return Status::bad_request(
+        fmt::format("plugin '{}': parameter '{}' must be a number", plugin_name_, key));
+  }
+  return it->get<double>();
+}
+
+Result<Duration> Parameters::duration(std::string_view key, Duration fallback) const {
+  if (!parameters_.is_object()) return fallback;
+  auto it = parameters_.find(key);
+  if (it == parameters_.end() || it->is_null()) return fallback;
+  if (!it->is_string()) {
+    return Status::bad_request(
+        fmt::format("plugin '{}': parameter '{}' must be a duration string such as \"200ms\"",
+                    plugin_name_, key));
+  }
+  auto parsed = parse_duration(it->get<std::string>());
+  if (!parsed) {
+    return Status::bad_request(fmt::format("plugin '{}': parameter '{}': {}", plugin_name_, key,
+                                           parsed.status().message()));
+  }
+  return *parsed;
+}
+
+Result<std::string> Parameters::choice(std::string_view key, std::string_view fallback,
+                                       std::initializer_list<std::string_view> choices) const {
+  if (!parameters_.is_object()) return std::string(fallback);
+  auto it = parameters_.find(key);
+  if (it == parameters_.end() || it->is_null()) return std::string(fallback);
+  if (it->is_string()) {
+    const std::string value = it->get<std::string>();
+    if (std::find(choices.begin(), choices.end(), value) != choices.end()) return value;
+  }
+  std::string known;
+  for (auto choice : choices) known += (known.empty() ? "" : ", ") + std::string(choice);
+  return Status::bad_request(
+      fmt::format("plugin '{}': parameter '{}' must be one of: {}", plugin_name_, key, known));
 }
 
 }  // namespace infergate::scheduling

@@ -40,6 +40,13 @@ class Parameters {
   // An integer parameter >= `minimum`, or `fallback` when absent.
   Result<std::int64_t> integer(std::string_view key, std::int64_t fallback,
                                std::int64_t minimum) const;
+  // A number (integer or not), or `fallback` when absent.
+  Result<double> number(std::string_view key, double fallback) const;
+  // A Go-style duration string ("200ms"), or `fallback` when absent.
+  Result<Duration> duration(std::string_view key, Duration fallback) const;
+  // One of `choices`, or `fallback` when absent.
+  Result<std::string> choice(std::string_view key, std::string_view fallback,
+                             std::initializer_list<std::string_view> choices) const;
 
  private:
   std::string_view plugin_name_;

@@ -53,7 +53,8 @@ void compute_prefix_hashes(std::string_view prompt, std::string_view target_mode
   if (block_size_tokens <= 0 || max_blocks <= 0) return;
   const std::size_t block_bytes = static_cast<std::size_t>(block_size_tokens) * kCharsPerToken;
   if (prompt.size() < block_bytes) return;
-  prompt = prompt.substr(0, std::min(prompt.size(), block_bytes * static_cast<std::size_t>(max_blocks)));
+  prompt =
+      prompt.substr(0, std::min(prompt.size(), block_bytes * static_cast<std::size_t>(max_blocks)));
 
   BlockHash previous = seed_hash(target_model, cache_salt);
   for (std::size_t offset = 0; offset < prompt.size(); offset += block_bytes) {

@@ -3,6 +3,7 @@
 
 #include <map>
 
+#include "scheduling/admission.h"
 #include "scheduling/plugin_registry.h"
 #include "scheduling/scheduler.h"
 
@@ -140,6 +141,122 @@ TEST(WeightedRandomPickerTest, PicksInProportionToScoreAndNeverAZeroScore) {
     ++uniform[chosen.at(0)];
   }
   EXPECT_EQ(uniform.size(), 3u);
+}
+
+// Publishes the fixture's metrics (scraped at `scraped_at`) to the datastore.
+void publish(Fixture& fixture, TimePoint scraped_at) {
+  for (std::size_t i = 0; i < fixture.metrics.size(); ++i) {
+    fixture.metrics[i]->updated_at = scraped_at;
+    fixture.store.update_metrics(*fixture.snapshot->endpoints[i].info, fixture.metrics[i]);
+  }
+}
+
+template <typename T>
+std::shared_ptr<const T> plugin_as(std::string_view type, const json& params = nullptr) {
+  auto plugin = create_plugin(type, std::string(type), params);
+  EXPECT_TRUE(plugin.ok()) << (plugin.ok() ? "" : plugin.status().message());
+  return std::dynamic_pointer_cast<const T>(*plugin);
+}
+
+TEST(UtilizationDetectorTest, SaturationIsTheMeanOfTheWorseRatioWithStaleCountingAsOne) {
+  struct Case {
+    const char* description;
+    std::vector<std::pair<int, double>> loads;  // waiting, kv
+    TimePoint now;
+    double expected;
+  };
+  const std::vector<Case> cases = {
+      {"idle", {{0, 0.0}, {0, 0.0}}, from_milliseconds(100), 0.0},
+      {"queue-bound", {{5, 0.1}, {0, 0.4}}, from_milliseconds(100), (1.0 + 0.5) / 2},
+      {"kv-bound", {{1, 0.8}, {1, 1.0}}, from_milliseconds(100), (1.0 + 1.25) / 2},
+      {"stale metrics count as 1", {{0, 0.0}, {0, 0.0}}, from_milliseconds(500), 1.0},
+  };
+  auto detector = plugin_as<SaturationDetector>("utilization-detector");
+  for (const auto& test : cases) {
+    Fixture fixture(test.loads.size());
+    for (std::size_t i = 0; i < test.loads.size(); ++i) {
+      fixture.metrics[i]->waiting_requests = test.loads[i].first;
+      fixture.metrics[i]->kv_cache_usage = test.loads[i].second;
+    }
+    publish(fixture, TimePoint{});
+    SchedulingRequest request;
+    SchedulingContext context{request, *fixture.snapshot, test.now, fixture.state};
+    EXPECT_DOUBLE_EQ(detector->saturation(context, fixture.candidates), test.expected)
+        << test.description;
+  }
+  Fixture empty(0);
+  SchedulingRequest request;
+  SchedulingContext context{request, *empty.snapshot, TimePoint{}, empty.state};
+  EXPECT_EQ(detector->saturation(context, empty.candidates), 1.0) << "empty pool";
+}
+
+TEST(UtilizationDetectorTest, FilterKeepsEndpointsWithRoomOrAllWhenNoneHasAny) {
+  auto filter =
+      plugin_as<Filter>("utilization-detector", json{{"queueDepthThreshold", 3},
+                                                     {"kvCacheUtilThreshold", 0.5},
+                                                     {"metricsStalenessThreshold", "1s"}});
+  Fixture fixture(3);
+  fixture.metrics[0]->waiting_requests = 3;  // at the queue limit: no room
+  fixture.metrics[1]->kv_cache_usage = 0.2;
+  fixture.metrics[2]->kv_cache_usage = 0.6;  // over the KV limit
+  publish(fixture, TimePoint{});
+  SchedulingRequest request;
+  SchedulingContext context{request, *fixture.snapshot, from_milliseconds(900), fixture.state};
+  auto candidates = fixture.candidates;
+  filter->filter(context, candidates);
+  ASSERT_EQ(candidates.size(), 1u);
+  EXPECT_EQ(candidates[0].endpoint->info->name, "pod-1-rank-0");
+
+  fixture.metrics[1]->waiting_requests = 9;
+  candidates = fixture.candidates;
+  filter->filter(context, candidates);
+  EXPECT_EQ(candidates.size(), 3u) << "fail-open";
+}
+
+TEST(ConcurrencyDetectorTest, CountsInFlightRequestsOrTokensAgainstCapacity) {
+  Fixture fixture(2);
+  fixture.snapshot->endpoints[0].state->inflight_requests = 3;
+  fixture.snapshot->endpoints[1].state->inflight_requests = 1;
+  fixture.snapshot->endpoints[0].state->inflight_tokens = 500;
+  SchedulingRequest request;
+  SchedulingContext context{request, *fixture.snapshot, TimePoint{}, fixture.state};
+  auto requests =
+      plugin_as<SaturationDetector>("concurrency-detector", json{{"maxConcurrency", 2}});
+  EXPECT_DOUBLE_EQ(requests->saturation(context, fixture.candidates), 1.0);
+  auto tokens = plugin_as<SaturationDetector>(
+      "concurrency-detector", json{{"concurrencyMode", "tokens"}, {"maxTokenConcurrency", 1000}});
+  EXPECT_DOUBLE_EQ(tokens->saturation(context, fixture.candidates), 0.25);
+  auto filter = plugin_as<Filter>("concurrency-detector", json{{"maxConcurrency", 2}});
+  auto candidates = fixture.candidates;
+  filter->filter(context, candidates);
+  ASSERT_EQ(candidates.size(), 1u);
+  EXPECT_EQ(candidates[0].endpoint->info->name, "pod-1-rank-0");
+  EXPECT_FALSE(create_plugin("concurrency-detector", "c", json{{"concurrencyMode", "bytes"}}).ok());
+}
+
+TEST(AdmissionTest, OnlyNegativePrioritiesAreShedAndOnlyWhenSaturated) {
+  struct Case {
+    int priority;
+    double saturation;
+    int expected_status;
+  };
+  for (const Case& test : std::vector<Case>{
+           {-1, 1.0, 429}, {-5, 3.0, 429}, {-1, 0.99, 200}, {0, 5.0, 200}, {10, 1.0, 200}}) {
+    EXPECT_EQ(admit_legacy(test.priority, test.saturation).http_status(), test.expected_status)
+        << test.priority << " @ " << test.saturation;
+  }
+}
+
+TEST(PluginParametersTest, DurationsAndNumbersAreCheckedStrictly) {
+  auto bad_duration =
+      create_plugin("utilization-detector", "u", json{{"metricsStalenessThreshold", "fast"}});
+  ASSERT_FALSE(bad_duration.ok());
+  EXPECT_NE(bad_duration.status().message().find("invalid duration 'fast'"), std::string::npos);
+  EXPECT_FALSE(
+      create_plugin("utilization-detector", "u", json{{"kvCacheUtilThreshold", 1.5}}).ok());
+  EXPECT_FALSE(create_plugin("utilization-detector", "u", json{{"headroom", -1}}).ok());
+  EXPECT_FALSE(
+      create_plugin("token-load-scorer", "t", json{{"queueThresholdTokens", "many"}}).ok());
 }
 
 }  // namespace
