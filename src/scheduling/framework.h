@@ -30,8 +30,10 @@ struct SchedulingRequest {
   int priority = 0;
   // Request headers with lower-case names.
   std::span<const std::pair<std::string, std::string>> headers;
-  // Approximate prefix-cache block hashes of the prompt (computed once per request).
-  std::span<const std::uint64_t> prefix_hashes;
+  // The bytes the approximate prefix cache hashes (scheduling facts §4.2: the prompt text for
+  // completions, the JSON of the messages for chat, ...) and the request's cache_salt.
+  std::string_view prompt_bytes;
+  std::string_view cache_salt;
   std::int64_t estimated_tokens = 0;  // prompt + expected output, for token-based load
 
   std::optional<std::string_view> header(std::string_view lower_case_name) const;
@@ -50,9 +52,12 @@ struct Candidate {
 // Per-request scratch shared by the plugins of one scheduling cycle (e.g. prefix matches computed
 // once and read by the prefix scorer).
 struct CycleState {
-  // Matched prefix blocks per endpoint id (empty until a prefix producer fills it).
-  std::vector<std::uint32_t> prefix_matched_blocks;
   std::uint64_t random_seed = 0;  // for pickers that shuffle or sample
+  // Filled by the prefix-cache scorer, once per request: the prompt's block hashes and the
+  // matched blocks per endpoint id. Kept in the state so a caller can reuse the buffers.
+  std::vector<std::uint64_t> prefix_hashes;
+  std::vector<std::uint32_t> prefix_matched_blocks;
+  bool prefix_matched = false;
 };
 
 struct SchedulingContext {
@@ -114,6 +119,17 @@ class SaturationDetector {
   virtual ~SaturationDetector() = default;
   virtual double saturation(const SchedulingContext& context,
                             std::span<const Candidate> candidates) const = 0;
+};
+
+struct SchedulingResult;
+
+// A plugin that acts once the request's endpoints are chosen, before it is sent (e.g. recording
+// the prompt's prefix on the chosen endpoint).
+class PreRequestHook {
+ public:
+  virtual ~PreRequestHook() = default;
+  virtual void pre_request(const SchedulingContext& context,
+                           const SchedulingResult& result) const = 0;
 };
 
 class ProfileHandler : public Plugin {

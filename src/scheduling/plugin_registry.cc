@@ -16,6 +16,7 @@ const std::vector<PluginType>& plugin_types() {
        plugins::make_running_requests_size_scorer},
       {"kv-cache-utilization-scorer", PluginKind::kScorer,
        plugins::make_kv_cache_utilization_scorer},
+      {"prefix-cache-scorer", PluginKind::kScorer, plugins::make_prefix_cache_scorer},
       {"lora-affinity-scorer", PluginKind::kScorer, plugins::make_lora_affinity_scorer},
       {"token-load-scorer", PluginKind::kScorer, plugins::make_token_load_scorer},
       {"session-affinity-scorer", PluginKind::kScorer, plugins::make_session_affinity_scorer},

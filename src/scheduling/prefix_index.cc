@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
-#include <utility>
 #include <limits>
+#include <utility>
 
 namespace infergate::scheduling {
 namespace {
@@ -42,9 +42,7 @@ std::uint64_t inline_payload(ServerId server, std::uint32_t node) {
   return (std::uint64_t{node} << 32) | (std::uint64_t{server} << 1) | 1u;
 }
 bool is_inline(std::uint64_t payload) { return (payload & 1u) != 0; }
-ServerId inline_server(std::uint64_t payload) {
-  return static_cast<std::uint32_t>(payload) >> 1;
-}
+ServerId inline_server(std::uint64_t payload) { return static_cast<std::uint32_t>(payload) >> 1; }
 std::uint32_t inline_node(std::uint64_t payload) {
   return static_cast<std::uint32_t>(payload >> 32);
 }
@@ -227,7 +225,8 @@ struct PrefixIndex::Server {
       free_head = nodes[idx].next;
     } else {
       if (nodes.size() == nodes.capacity()) {
-        nodes.reserve(std::max(nodes.size() + 1, std::min(std::max<std::size_t>(16, nodes.size() * 2), capacity)));
+        nodes.reserve(std::max(nodes.size() + 1,
+                               std::min(std::max<std::size_t>(16, nodes.size() * 2), capacity)));
       }
       idx = static_cast<std::uint32_t>(nodes.size());
       nodes.emplace_back();

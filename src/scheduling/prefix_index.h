@@ -37,7 +37,7 @@
 namespace infergate::scheduling {
 
 // Dense server id: the datastore's EndpointId (`<pod>-rank-N` mapped to a small reusable integer).
-// Must be below kMaxServerId.
+// Writers ignore ids above kMaxServerId (ids are dense: the directory is sized by the largest).
 using ServerId = std::uint32_t;
 inline constexpr ServerId kMaxServerId = (1u << 31) - 1;
 

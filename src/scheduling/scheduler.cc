@@ -25,6 +25,23 @@ std::string SchedulingResult::destination() const {
 Scheduler::Scheduler(std::shared_ptr<const ProfileHandler> handler, std::vector<Profile> profiles)
     : handler_(std::move(handler)), profiles_(std::move(profiles)) {
   for (const auto& profile : profiles_) profile_names_.push_back(profile.name);
+  auto note_hook = [this](const Plugin* plugin) {
+    auto* hook = dynamic_cast<const PreRequestHook*>(plugin);
+    if (hook && std::find(pre_request_hooks_.begin(), pre_request_hooks_.end(), hook) ==
+                    pre_request_hooks_.end()) {
+      pre_request_hooks_.push_back(hook);
+    }
+  };
+  for (const auto& profile : profiles_) {
+    for (const auto& filter : profile.filters) note_hook(filter.get());
+    for (const auto& weighted : profile.scorers) note_hook(weighted.scorer.get());
+    note_hook(profile.picker.get());
+  }
+}
+
+void Scheduler::pre_request(const SchedulingContext& context,
+                            const SchedulingResult& result) const {
+  for (const PreRequestHook* hook : pre_request_hooks_) hook->pre_request(context, result);
 }
 
 Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,

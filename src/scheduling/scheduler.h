@@ -66,6 +66,10 @@ class Scheduler {
                                     const datastore::Snapshot& snapshot, TimePoint now,
                                     CycleState& state) const;
 
+  // Runs every plugin's PreRequestHook (each plugin once, in profile order) for a decision the
+  // caller is about to act on.
+  void pre_request(const SchedulingContext& context, const SchedulingResult& result) const;
+
   const std::vector<Profile>& profiles() const { return profiles_; }
   const ProfileHandler& handler() const { return *handler_; }
 
@@ -76,6 +80,7 @@ class Scheduler {
   std::shared_ptr<const ProfileHandler> handler_;
   std::vector<Profile> profiles_;
   std::vector<std::string> profile_names_;
+  std::vector<const PreRequestHook*> pre_request_hooks_;
 };
 
 }  // namespace infergate::scheduling

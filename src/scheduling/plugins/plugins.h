@@ -26,6 +26,8 @@ Result<std::shared_ptr<Plugin>> make_header_based_testing_filter(std::string nam
                                                                  const nlohmann::json& params);
 Result<std::shared_ptr<Plugin>> make_weighted_random_picker(std::string name,
                                                             const nlohmann::json& params);
+Result<std::shared_ptr<Plugin>> make_prefix_cache_scorer(std::string name,
+                                                         const nlohmann::json& params);
 Result<std::shared_ptr<Plugin>> make_utilization_detector(std::string name,
                                                           const nlohmann::json& params);
 Result<std::shared_ptr<Plugin>> make_concurrency_detector(std::string name,

@@ -259,5 +259,59 @@ TEST(PluginParametersTest, DurationsAndNumbersAreCheckedStrictly) {
       create_plugin("token-load-scorer", "t", json{{"queueThresholdTokens", "many"}}).ok());
 }
 
+TEST(PrefixCacheScorerTest, ScoresTheShareOfThePromptAlreadySentToEachEndpoint) {
+  Fixture fixture(3);
+  auto scorer = plugin_as<Scorer>("prefix-cache-scorer", json{{"autoTune", false}});
+  Profile profile{.name = "default", .scorers = {{scorer, 1.0}}};
+  profile.picker = plugin_as<Picker>("max-score-picker");
+  Scheduler scheduler(plugin_as<ProfileHandler>("single-profile-handler"), {profile});
+
+  const std::string system(64 * 8, 's');  // 8 blocks of 64 characters
+  const std::string first = system + std::string(64 * 8, 'a');
+  auto run = [&](const std::string& prompt, std::uint64_t seed) {
+    SchedulingRequest request{.target_model = "m", .prompt_bytes = prompt};
+    CycleState state{.random_seed = seed};
+    auto result = scheduler.schedule(request, *fixture.snapshot, TimePoint{}, state);
+    EXPECT_TRUE(result.ok());
+    SchedulingContext context{request, *fixture.snapshot, TimePoint{}, state};
+    scheduler.pre_request(context, *result);
+    return *result;
+  };
+  const SchedulingResult cold = run(first, 1);
+  EXPECT_EQ(cold.primary_result().totals, (std::vector<double>{0, 0, 0}));
+  const std::string chosen = cold.destination();
+
+  const SchedulingResult warm = run(first, 2);
+  EXPECT_EQ(warm.destination(), chosen) << "the same prompt goes back to its endpoint";
+  EXPECT_DOUBLE_EQ(
+      *std::max_element(warm.primary_result().totals.begin(), warm.primary_result().totals.end()),
+      1.0);
+
+  const SchedulingResult shared = run(system + std::string(64 * 8, 'b'), 3);
+  EXPECT_EQ(shared.destination(), chosen);
+  EXPECT_DOUBLE_EQ(*std::max_element(shared.primary_result().totals.begin(),
+                                     shared.primary_result().totals.end()),
+                   0.5)
+      << "8 of 16 blocks shared";
+
+  SchedulingRequest other_model{.target_model = "other", .prompt_bytes = first};
+  CycleState state;
+  auto unrelated = scheduler.schedule(other_model, *fixture.snapshot, TimePoint{}, state);
+  ASSERT_TRUE(unrelated.ok());
+  EXPECT_EQ(unrelated->primary_result().totals, (std::vector<double>{0, 0, 0}))
+      << "hashes are seeded by the target model";
+}
+
+TEST(PrefixCacheScorerTest, RejectsTheDeprecatedCharacterBlockSizeAlone) {
+  auto deprecated = create_plugin("prefix-cache-scorer", "p", json{{"blockSize", 64}});
+  ASSERT_FALSE(deprecated.ok());
+  EXPECT_NE(deprecated.status().message().find("deprecated"), std::string::npos);
+  EXPECT_TRUE(create_plugin("prefix-cache-scorer", "p",
+                            json{{"blockSizeTokens", 32},
+                                 {"maxPrefixTokensToMatch", 4096},
+                                 {"lruCapacityPerServer", 1000}})
+                  .ok());
+}
+
 }  // namespace
 }  // namespace infergate::scheduling
