@@ -11,6 +11,7 @@ using Runner = std::function<int()>;
 
 Runner add_version_command(CLI::App& app);
 Runner add_sim_command(CLI::App& app);
+Runner add_validate_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
 
 }  // namespace infergate::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   const std::vector<std::pair<std::string, cli::Runner>> commands = {
       {"version", cli::add_version_command(app)},
       {"sim", cli::add_sim_command(app)},
+      {"validate", cli::add_validate_command(app)},
       {"bench", cli::add_bench_command(app)},
   };
 
