@@ -2,19 +2,16 @@
 
 #include <simdjson.h>
 
-#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <utility>
+
+#include "request/json_scan.h"
 
 namespace infergate::request {
 namespace {
 
 namespace od = simdjson::ondemand;
-
-// Bodies up to this size reuse the thread's parser and scratch buffer; larger ones get their own
-// so that one huge request does not pin memory on the thread forever.
-constexpr std::size_t kMaxReusedBodyBytes = std::size_t{1} << 20;
 // On-Demand does not bound nesting itself and validate_value() recurses, so we do.
 constexpr int kMaxNestingDepth = 128;
 
@@ -39,6 +36,10 @@ constexpr std::string_view kTokenIdMessage =
     "'prompt' token ids must be integers in [0, 4294967295]";
 constexpr std::string_view kBatchMessage = "batched prompts are not supported";
 constexpr std::string_view kMessagesMessage = "'messages' must be a non-empty array";
+constexpr std::string_view kInputMessage = "'input' must be a string or a non-empty array";
+constexpr std::string_view kItemsMessage = "'items' must be a non-empty array";
+constexpr std::string_view kInstructionsMessage = "'instructions' must be a string";
+constexpr std::string_view kMaxOutputTokensMessage = "'max_output_tokens' must be an integer >= 1";
 
 Status bad_request(std::string_view message) { return Status::bad_request(std::string(message)); }
 
@@ -486,6 +487,94 @@ Status read_stream_options(od::value& value, bool& include_usage) {
   return {};
 }
 
+// Runs `consume` (which must read `value` to its end) and sets `raw` to the exact bytes `value`
+// spans in the padded copy of the body: from its first byte to its last, whitespace excluded.
+template <typename Consume>
+Status capture_raw(od::document& document, od::value& value, std::string_view& raw,
+                   Consume consume) {
+  const char* start = value.raw_json_token().data();
+  if (Status status = consume(); !status.is_ok()) return status;
+  const char* end = nullptr;
+  // After a value inside the root object the iterator rests on the ',' or '}' that follows it.
+  if (auto error = document.current_location().get(end)) return invalid_json(error);
+  raw = json_scan::trimmed_range(start, end);
+  return {};
+}
+
+// Checks an array is non-empty and well-formed; its elements are not interpreted.
+Status read_nonempty_array(od::value& value, std::string_view message, bool& present) {
+  od::array array;
+  if (auto error = value.get_array().get(array)) return invalid_json(error);
+  std::size_t count = 0;
+  for (auto element_result : array) {
+    od::value element;
+    if (auto error = std::move(element_result).get(element)) return invalid_json(error);
+    if (Status status = validate_value(element, 2); !status.is_ok()) return status;
+    ++count;
+  }
+  if (count == 0) return bad_request(message);
+  present = true;
+  return {};
+}
+
+// Responses / embeddings `input`: a string (copied to `prompt`) or a non-empty array.
+Status read_input(od::value& value, std::string& prompt, bool& present) {
+  od::json_type type{};
+  if (Status status = read_type(value, type); !status.is_ok()) return status;
+  prompt.clear();
+  present = false;
+  if (type == od::json_type::null) return consume_null(value);
+  if (type == od::json_type::string) {
+    std::string_view text;
+    if (auto error = value.get_string().get(text)) return invalid_json(error);
+    prompt.assign(text);
+    present = true;
+    return {};
+  }
+  if (type != od::json_type::array) return bad_request(kInputMessage);
+  return read_nonempty_array(value, kInputMessage, present);
+}
+
+// Conversations `items`: a non-empty array.
+Status read_items(od::value& value, bool& present) {
+  od::json_type type{};
+  if (Status status = read_type(value, type); !status.is_ok()) return status;
+  present = false;
+  if (type == od::json_type::null) return consume_null(value);
+  if (type != od::json_type::array) return bad_request(kItemsMessage);
+  return read_nonempty_array(value, kItemsMessage, present);
+}
+
+// Raw JSON of the fields a kind hashes (views into the padded body, valid during the parse).
+struct PrefixSources {
+  std::string_view primary;  // prompt ids / messages / items / input
+  std::string_view instructions;
+  std::string_view tools;
+};
+
+void build_prefix_json(const PrefixSources& sources, OpenAiRequest& request) {
+  if (request.kind != ApiKind::kResponses) {
+    // Completions text prompts are served from `prompt` by prefix_bytes(), not copied.
+    if (request.kind != ApiKind::kCompletions || request.prompt_token_ids) {
+      request.prefix_json.assign(sources.primary);
+    }
+    return;
+  }
+  auto or_null = [](std::string_view raw) { return raw.empty() ? std::string_view("null") : raw; };
+  const std::string_view instructions = or_null(sources.instructions);
+  const std::string_view tools = or_null(sources.tools);
+  const std::string_view input = or_null(sources.primary);
+  std::string& out = request.prefix_json;
+  out.reserve(instructions.size() + tools.size() + input.size() + 4);
+  out.push_back('[');
+  out.append(instructions);
+  out.push_back(',');
+  out.append(tools);
+  out.push_back(',');
+  out.append(input);
+  out.push_back(']');
+}
+
 Result<OpenAiRequest> parse_document(ApiKind kind, od::document& document) {
   od::json_type root_type{};
   if (auto error = document.type().get(root_type)) return invalid_json(error);
@@ -498,11 +587,18 @@ Result<OpenAiRequest> parse_document(ApiKind kind, od::document& document) {
   OpenAiRequest request;
   request.kind = kind;
   const bool is_chat = kind == ApiKind::kChatCompletions;
+  const bool is_completions = kind == ApiKind::kCompletions;
+  const bool is_responses = kind == ApiKind::kResponses;
+  const bool reads_input = is_responses || kind == ApiKind::kEmbeddings;
   bool has_model = false;
   bool has_prompt = false;
   bool has_messages = false;
+  bool has_input = false;
+  bool has_items = false;
   std::optional<std::int64_t> max_completion_tokens;
+  std::optional<std::int64_t> max_output_tokens;
   std::optional<std::int64_t> n;
+  PrefixSources prefix;
 
   for (auto field_result : root) {
     od::field field;
@@ -547,10 +643,32 @@ Result<OpenAiRequest> parse_document(ApiKind kind, od::document& document) {
       status = read_seed(value, request.seed);
     } else if (key == "n") {
       status = read_int(value, kNMessage, n);
-    } else if (!is_chat && key == "prompt") {
-      status = read_prompt(value, request, has_prompt);
+    } else if (is_completions && key == "prompt") {
+      status = capture_raw(document, value, prefix.primary,
+                           [&] { return read_prompt(value, request, has_prompt); });
     } else if (is_chat && key == "messages") {
-      status = read_messages(value, request.messages, has_messages);
+      status = capture_raw(document, value, prefix.primary,
+                           [&] { return read_messages(value, request.messages, has_messages); });
+    } else if (reads_input && key == "input") {
+      status = capture_raw(document, value, prefix.primary,
+                           [&] { return read_input(value, request.prompt, has_input); });
+      if (!has_input) prefix.primary = {};
+    } else if (kind == ApiKind::kConversations && key == "items") {
+      status = capture_raw(document, value, prefix.primary,
+                           [&] { return read_items(value, has_items); });
+    } else if (is_responses && key == "instructions") {
+      status = capture_raw(document, value, prefix.instructions, [&] {
+        std::string_view ignored;
+        bool present = false;
+        return read_string(value, kInstructionsMessage, ignored, present);
+      });
+    } else if (is_responses && key == "tools") {
+      status = capture_raw(document, value, prefix.tools, [&] { return validate_value(value, 1); });
+    } else if (is_responses && key == "max_output_tokens") {
+      status = read_int(value, kMaxOutputTokensMessage, max_output_tokens);
+      if (status.is_ok() && max_output_tokens && *max_output_tokens < 1) {
+        status = bad_request(kMaxOutputTokensMessage);
+      }
     } else {
       status = validate_value(value, 1);
     }
@@ -563,40 +681,42 @@ Result<OpenAiRequest> parse_document(ApiKind kind, od::document& document) {
 
   if (!has_model) return bad_request("'model' is required");
   if (is_chat && !has_messages) return bad_request("'messages' is required");
-  if (!is_chat && !has_prompt) return bad_request("'prompt' is required");
+  if (is_completions && !has_prompt) return bad_request("'prompt' is required");
+  if (reads_input && !has_input) return bad_request("'input' is required");
+  if (kind == ApiKind::kConversations && !has_items) return bad_request("'items' is required");
   if (n && *n != 1) return bad_request("only n=1 is supported");
   if (max_completion_tokens) request.max_tokens = max_completion_tokens;
+  if (max_output_tokens) request.max_tokens = max_output_tokens;
   if (request.min_tokens && request.max_tokens && *request.min_tokens > *request.max_tokens) {
     return bad_request("'min_tokens' must be <= 'max_tokens'");
   }
+  build_prefix_json(prefix, request);
   return request;
 }
 
-Result<OpenAiRequest> parse_with(od::parser& parser, std::string& scratch, ApiKind kind,
-                                 std::string_view body) {
-  // simdjson reads up to SIMDJSON_PADDING bytes past the end of the input.
-  const std::size_t padded_size = body.size() + simdjson::SIMDJSON_PADDING;
-  if (scratch.size() < padded_size) scratch.resize(padded_size);
-  if (!body.empty()) std::memcpy(scratch.data(), body.data(), body.size());
-  std::memset(scratch.data() + body.size(), 0, simdjson::SIMDJSON_PADDING);
-  simdjson::padded_string_view padded(scratch.data(), body.size(), scratch.size());
-
-  od::document document;
-  if (auto error = parser.iterate(padded).get(document)) return invalid_json(error);
-  return parse_document(kind, document);
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
 }
 
 }  // namespace
 
+ApiKind api_kind_from_path(std::string_view path) {
+  path = path.substr(0, path.find('?'));
+  if (ends_with(path, "/conversations")) return ApiKind::kConversations;
+  if (ends_with(path, "/responses")) return ApiKind::kResponses;
+  if (ends_with(path, "/chat/completions")) return ApiKind::kChatCompletions;
+  if (ends_with(path, "/completions")) return ApiKind::kCompletions;
+  if (ends_with(path, "/embeddings")) return ApiKind::kEmbeddings;
+  return ApiKind::kCompletions;
+}
+
 Result<OpenAiRequest> parse_openai_request(ApiKind kind, std::string_view body) {
-  if (body.size() > kMaxReusedBodyBytes) {
-    od::parser parser;
-    std::string scratch;
-    return parse_with(parser, scratch, kind, body);
-  }
-  thread_local od::parser parser;
-  thread_local std::string scratch;
-  return parse_with(parser, scratch, kind, body);
+  return json_scan::with_document(
+      body,
+      [&](od::document& document, const char*) -> Result<OpenAiRequest> {
+        return parse_document(kind, document);
+      },
+      [](simdjson::error_code error) -> Result<OpenAiRequest> { return invalid_json(error); });
 }
 
 }  // namespace infergate::request

@@ -11,11 +11,8 @@ std::string prompt_text(const OpenAiRequest& request) {
 }
 
 std::vector<std::uint32_t> prompt_token_ids(const OpenAiRequest& request) {
-  if (request.kind == ApiKind::kCompletions) {
-    if (request.prompt_token_ids) return *request.prompt_token_ids;
-    return encode(request.prompt);
-  }
-  return encode(render_chat_prompt(request.messages));
+  if (request.prompt_token_ids) return *request.prompt_token_ids;
+  return encode(prompt_text(request));
 }
 
 }  // namespace infergate::request

@@ -9,7 +9,8 @@
 namespace infergate::request {
 
 // The prompt as text: completions -> `prompt` (empty when given as token ids);
-// chat -> render_chat_prompt(messages). Pure and thread-safe.
+// chat -> render_chat_prompt(messages); responses / embeddings -> a string `input` (empty when
+// `input` is an array); conversations -> empty. Pure and thread-safe.
 std::string prompt_text(const OpenAiRequest& request);
 
 // The prompt's token ids: `prompt_token_ids` when the completions body gave ids, otherwise
