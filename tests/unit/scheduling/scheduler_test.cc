@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <set>
+#include <thread>
 
 #include "scheduling/plugin_registry.h"
 #include "scheduling/plugins/plugins.h"
@@ -229,6 +231,53 @@ TEST(PluginRegistryTest, UnknownTypesAndParametersAreClearErrors) {
     EXPECT_EQ((*plugin)->type(), type.type);
     EXPECT_EQ((*plugin)->kind(), type.kind);
   }
+}
+
+// Pickers read snapshots while a writer changes membership and publishes metrics: every decision
+// names an endpoint of the snapshot it was made on, and nothing crashes.
+TEST(SchedulerTest, PickersRunWhileScrapersPublishAndMembershipChanges) {
+  datastore::Datastore store;
+  auto scheduler = std::make_shared<Scheduler>(
+      make_scheduler({{"queue-scorer", 2}, {"kv-cache-utilization-scorer", 2}}));
+  std::atomic<bool> done{false};
+  std::thread writer([&] {
+    for (int round = 0; round < 3000; ++round) {
+      std::vector<datastore::EndpointSpec> specs;
+      for (int i = 0; i < 2 + round % 6; ++i) {
+        specs.push_back({.pod_name = "pod-" + std::to_string(i),
+                         .address = "10.0.0." + std::to_string(i),
+                         .port = 8000});
+      }
+      auto snapshot = store.set_endpoints(specs);
+      for (const auto& endpoint : snapshot->endpoints) {
+        auto metrics = std::make_shared<EndpointMetrics>();
+        metrics->waiting_requests = round % 7;
+        metrics->kv_cache_usage = (round % 10) / 10.0;
+        store.update_metrics(*endpoint.info, metrics);
+      }
+    }
+    done = true;
+  });
+  std::vector<std::thread> pickers;
+  std::atomic<int> decisions{0};
+  for (int t = 0; t < 2; ++t) {
+    pickers.emplace_back([&, t] {
+      SchedulingRequest request;
+      CycleState state{.random_seed = static_cast<std::uint64_t>(t)};
+      while (!done) {
+        auto snapshot = store.snapshot();
+        if (snapshot->endpoints.empty()) continue;
+        ++state.random_seed;
+        auto result = scheduler->schedule(request, *snapshot, TimePoint{}, state);
+        ASSERT_TRUE(result.ok());
+        ASSERT_NE(snapshot->find(result->primary_result().targets.front()->info->id), nullptr);
+        ++decisions;
+      }
+    });
+  }
+  writer.join();
+  for (auto& picker : pickers) picker.join();
+  EXPECT_GT(decisions.load(), 0);
 }
 
 }  // namespace
