@@ -7,6 +7,7 @@
 #include "api/decode.h"
 #include "api/endpoint_picker_config.h"
 #include "cli/commands.h"
+#include "datastore/metrics_mapping.h"
 #include "scheduling/config_loader.h"
 
 namespace infergate::cli {
@@ -57,8 +58,17 @@ int run_validate(const ValidateFlags& flags) {
       ++problems;
       continue;
     }
+    auto mappings = datastore::engine_mappings_from_config(config);
+    if (!mappings) {
+      fmt::print(stderr, "{}: EndpointPickerConfig:\n{}\n", source, mappings.status().message());
+      ++problems;
+      continue;
+    }
     fmt::print("{}: EndpointPickerConfig ok\n{}", source,
                scheduling::describe(api::resolve_endpoint_picker_config(config), *setup));
+    std::string engines;
+    for (const auto& name : mappings->names()) engines += (engines.empty() ? "" : ", ") + name;
+    fmt::print("engine metric mappings: {}\n", engines);
   }
   if (problems > 0) {
     fmt::print(stderr, "{} problem{} found\n", problems, problems == 1 ? "" : "s");

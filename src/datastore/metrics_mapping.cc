@@ -1,5 +1,7 @@
 #include "datastore/metrics_mapping.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <charconv>
 #include <climits>
@@ -407,6 +409,21 @@ Result<Extraction> Extractor::finish(const EndpointMetrics& base) {
                            " metrics: " + describe_metrics(out.missing, config_));
   }
   return out;
+}
+
+Result<EngineMappings> engine_mappings_from_config(const api::EndpointPickerConfig& config) {
+  for (const auto& plugin : config.plugins) {
+    if (plugin.type != "core-metrics-extractor" || !plugin.parameters.is_object()) continue;
+    auto it = plugin.parameters.find("engineConfigs");
+    if (it == plugin.parameters.end()) continue;
+    auto mappings = EngineMappings::from_json(*it);
+    if (!mappings) {
+      return Status::bad_request(fmt::format("plugin '{}': parameter 'engineConfigs': {}",
+                                             plugin.name, mappings.status().message()));
+    }
+    return mappings;
+  }
+  return EngineMappings();
 }
 
 }  // namespace infergate::datastore

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/types.h"
 #include "common/status.h"
 #include "datastore/endpoint.h"
 #include "prom/parser.h"
@@ -105,6 +106,10 @@ class EngineMappings {
  private:
   std::map<std::string, EngineMetricsConfig, std::less<>> configs_;
 };
+
+// The engine mappings an EndpointPickerConfig asks for: the `engineConfigs` parameter of its
+// `core-metrics-extractor` plugin (if any) on top of the built-ins. Errors name the plugin.
+Result<EngineMappings> engine_mappings_from_config(const api::EndpointPickerConfig& config);
 
 // What one scrape yielded.
 struct Extraction {

@@ -404,3 +404,35 @@ TEST(ExtractorTest, UserSpecWithLabelMatcherSelectsOneEngineRank) {
 
 }  // namespace
 }  // namespace infergate::datastore
+
+namespace infergate::datastore {
+namespace {
+
+TEST(EngineMappingsFromConfigTest, ReadsTheExtractorsEngineConfigs) {
+  api::EndpointPickerConfig config;
+  EXPECT_TRUE(engine_mappings_from_config(config).ok()) << "no extractor: built-ins";
+  config.plugins.push_back(
+      {.name = "extractor",
+       .type = "core-metrics-extractor",
+       .parameters = nlohmann::json{
+           {"engineConfigs",
+            nlohmann::json::array({{{"name", "vllm"}, {"queuedRequestsSpec", "my_queue"}}})}}});
+  auto mappings = engine_mappings_from_config(config);
+  ASSERT_TRUE(mappings.ok()) << mappings.status().message();
+  const EngineMetricsConfig* vllm = mappings->find("vllm");
+  ASSERT_NE(vllm, nullptr);
+  ASSERT_TRUE(vllm->queued.has_value());
+  EXPECT_EQ(vllm->queued->name, "my_queue");
+  EXPECT_FALSE(vllm->running.has_value()) << "a user entry replaces the built-in whole";
+
+  config.plugins[0].parameters =
+      nlohmann::json{{"engineConfigs", nlohmann::json::array({{{"nam", "x"}}})}};
+  auto bad = engine_mappings_from_config(config);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("plugin 'extractor': parameter 'engineConfigs'"),
+            std::string::npos)
+      << bad.status().message();
+}
+
+}  // namespace
+}  // namespace infergate::datastore
