@@ -5,6 +5,19 @@
 #include <algorithm>
 
 namespace infergate::scheduling {
+namespace {
+
+// Per-thread buffers reused by every decision, so that a decision allocates nothing that grows
+// with the pool beyond the score vectors it returns. schedule() is not re-entrant on a thread.
+struct Scratch {
+  std::vector<const datastore::Endpoint*> endpoints;
+  std::vector<Candidate> base;
+  std::vector<Candidate> working;
+  std::vector<std::size_t> chosen;
+};
+thread_local Scratch scratch;
+
+}  // namespace
 
 std::optional<std::string_view> SchedulingRequest::header(std::string_view lower_case_name) const {
   for (const auto& [name, value] : headers) {
@@ -47,8 +60,8 @@ void Scheduler::pre_request(const SchedulingContext& context,
 Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
                                              const datastore::Snapshot& snapshot, TimePoint now,
                                              CycleState& state) const {
-  std::vector<const datastore::Endpoint*> all;
-  all.reserve(snapshot.endpoints.size());
+  std::vector<const datastore::Endpoint*>& all = scratch.endpoints;
+  all.clear();
   for (const auto& endpoint : snapshot.endpoints) all.push_back(&endpoint);
   return schedule(request, snapshot, all, now, state);
 }
@@ -59,8 +72,8 @@ Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
                                              TimePoint now, CycleState& state) const {
   if (candidates.empty()) return Status::unavailable("no endpoints available in the pool");
   static const auto kNoMetrics = std::make_shared<const datastore::EndpointMetrics>();
-  std::vector<Candidate> base;
-  base.reserve(candidates.size());
+  std::vector<Candidate>& base = scratch.base;
+  base.clear();
   for (const auto* endpoint : candidates) {
     auto metrics = endpoint->state->metrics();
     base.push_back({endpoint, metrics ? std::move(metrics) : kNoMetrics});
@@ -99,7 +112,9 @@ Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
 
 Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
                                              const SchedulingContext& context,
-                                             std::vector<Candidate> candidates) const {
+                                             const std::vector<Candidate>& base) const {
+  std::vector<Candidate>& candidates = scratch.working;
+  candidates.assign(base.begin(), base.end());
   for (const auto& filter : profile.filters) {
     filter->filter(context, candidates);
     if (candidates.empty()) {
@@ -127,7 +142,8 @@ Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
       result.totals[c] += scores[c] * weighted.weight;
     }
   }
-  std::vector<std::size_t> chosen;
+  std::vector<std::size_t>& chosen = scratch.chosen;
+  chosen.clear();
   profile.picker->pick(context, candidates, result.totals, chosen);
   if (chosen.empty()) {
     return Status(429, fmt::format("picker '{}' of profile '{}' chose no endpoint",

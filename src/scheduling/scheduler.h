@@ -75,7 +75,7 @@ class Scheduler {
 
  private:
   Result<ProfileResult> run_profile(const Profile& profile, const SchedulingContext& context,
-                                    std::vector<Candidate> candidates) const;
+                                    const std::vector<Candidate>& base) const;
 
   std::shared_ptr<const ProfileHandler> handler_;
   std::vector<Profile> profiles_;

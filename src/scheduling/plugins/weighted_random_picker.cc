@@ -20,7 +20,8 @@ class WeightedRandomPicker final : public Picker {
   void pick(const SchedulingContext& context, std::span<const Candidate> candidates,
             std::span<const double> totals, std::vector<std::size_t>& chosen) const override {
     chosen.clear();
-    std::vector<double> keys(candidates.size());
+    thread_local std::vector<double> keys;  // reused: no allocation per decision
+    keys.assign(candidates.size(), 0.0);
     SplitMix64 rng(context.state.random_seed);
     for (std::size_t i = 0; i < candidates.size(); ++i) {
       const double uniform = rng.next_unit();
