@@ -446,6 +446,24 @@ void check_port_unique(Sink& sink, std::vector<int32_t>& ports, int32_t port,
   ports.push_back(port);
 }
 
+// The fields v1 `endpointPickerRef` and v1alpha2 `extensionRef` share: group, kind, name. The
+// port (shaped differently per version) and failureMode are read by the callers, in that order.
+EndpointPickerRef decode_ref_target(Fields& ref_fields, Sink& sink) {
+  EndpointPickerRef ref;
+  if (auto group = read_string(sink, ref_fields.get("group"), ref_fields.path("group"))) {
+    ref.group = *group;
+  }
+  if (auto kind =
+          read_bounded_string(sink, ref_fields.get("kind"), ref_fields.path("kind"), 1, 63)) {
+    ref.kind = *kind;
+  }
+  if (auto name =
+          read_bounded_string(sink, ref_fields.require("name"), ref_fields.path("name"), 1, 253)) {
+    ref.name = *name;
+  }
+  return ref;
+}
+
 void decode_pool_spec_v1(Fields& top, Sink& sink, InferencePoolSpec& spec) {
   const json* spec_value = top.require("spec");
   if (spec_value == nullptr) return;
@@ -490,18 +508,7 @@ void decode_pool_spec_v1(Fields& top, Sink& sink, InferencePoolSpec& spec) {
     const std::string ref_path = "spec.endpointPickerRef";
     Fields ref_fields(*ref_value, ref_path, sink);
     if (ref_fields.ok()) {
-      EndpointPickerRef ref;
-      if (auto group = read_string(sink, ref_fields.get("group"), ref_fields.path("group"))) {
-        ref.group = *group;
-      }
-      if (auto kind =
-              read_bounded_string(sink, ref_fields.get("kind"), ref_fields.path("kind"), 1, 63)) {
-        ref.kind = *kind;
-      }
-      if (auto name = read_bounded_string(sink, ref_fields.require("name"), ref_fields.path("name"),
-                                          1, 253)) {
-        ref.name = *name;
-      }
+      EndpointPickerRef ref = decode_ref_target(ref_fields, sink);
       if (const json* port = ref_fields.get("port")) {
         Fields port_fields(*port, ref_fields.path("port"), sink);
         if (auto number = read_int(sink, port_fields.require("number"), ref_path + ".port.number",
@@ -543,18 +550,7 @@ void decode_pool_spec_v1alpha2(Fields& top, Sink& sink, InferencePoolSpec& spec)
   if (const json* ref_value = fields.get("extensionRef")) {
     Fields ref_fields(*ref_value, "spec.extensionRef", sink);
     if (ref_fields.ok()) {
-      EndpointPickerRef ref;
-      if (auto group = read_string(sink, ref_fields.get("group"), ref_fields.path("group"))) {
-        ref.group = *group;
-      }
-      if (auto kind =
-              read_bounded_string(sink, ref_fields.get("kind"), ref_fields.path("kind"), 1, 63)) {
-        ref.kind = *kind;
-      }
-      if (auto name = read_bounded_string(sink, ref_fields.require("name"), ref_fields.path("name"),
-                                          1, 253)) {
-        ref.name = *name;
-      }
+      EndpointPickerRef ref = decode_ref_target(ref_fields, sink);
       if (auto port = read_int(sink, ref_fields.get("portNumber"), ref_fields.path("portNumber"), 1,
                                65535)) {
         ref.port_number = static_cast<int32_t>(*port);
