@@ -49,9 +49,24 @@ struct Candidate {
   const datastore::EndpointState& state() const { return *endpoint->state; }
 };
 
+class Plugin;
+
+// Told how long each plugin call of a scheduling cycle took (the EPP's
+// inference_extension_plugin_duration_seconds). `extension_point` is one of "ProfilePicker",
+// "Filter", "Scorer", "Picker", "PreRequest". Called on the scheduling thread; must be
+// thread-safe and cheap.
+class PluginObserver {
+ public:
+  virtual ~PluginObserver() = default;
+  virtual void observe(const Plugin& plugin, std::string_view extension_point,
+                       Duration elapsed) const = 0;
+};
+
 // Per-request scratch shared by the plugins of one scheduling cycle (e.g. prefix matches computed
 // once and read by the prefix scorer).
 struct CycleState {
+  // When set, every plugin call is timed (two clock reads each) and reported here.
+  const PluginObserver* plugin_observer = nullptr;
   std::uint64_t random_seed = 0;  // for pickers that shuffle or sample
   // Filled by the prefix-cache scorer, once per request: the prompt's block hashes and the
   // matched blocks per endpoint id. Kept in the state so a caller can reuse the buffers.

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 
 namespace infergate::scheduling {
 namespace {
@@ -16,6 +17,19 @@ struct Scratch {
   std::vector<std::size_t> chosen;
 };
 thread_local Scratch scratch;
+
+// Runs `call`, reporting its duration to the cycle's observer when there is one.
+template <typename Call>
+void timed(const CycleState& state, const Plugin& plugin, std::string_view extension_point,
+           Call&& call) {
+  if (state.plugin_observer == nullptr) {
+    call();
+    return;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  call();
+  state.plugin_observer->observe(plugin, extension_point, std::chrono::steady_clock::now() - start);
+}
 
 }  // namespace
 
@@ -43,6 +57,7 @@ Scheduler::Scheduler(std::shared_ptr<const ProfileHandler> handler, std::vector<
     if (hook && std::find(pre_request_hooks_.begin(), pre_request_hooks_.end(), hook) ==
                     pre_request_hooks_.end()) {
       pre_request_hooks_.push_back(hook);
+      pre_request_plugins_.push_back(plugin);
     }
   };
   for (const auto& profile : profiles_) {
@@ -54,7 +69,10 @@ Scheduler::Scheduler(std::shared_ptr<const ProfileHandler> handler, std::vector<
 
 void Scheduler::pre_request(const SchedulingContext& context,
                             const SchedulingResult& result) const {
-  for (const PreRequestHook* hook : pre_request_hooks_) hook->pre_request(context, result);
+  for (std::size_t i = 0; i < pre_request_hooks_.size(); ++i) {
+    timed(context.state, *pre_request_plugins_[i], "PreRequest",
+          [&] { pre_request_hooks_[i]->pre_request(context, result); });
+  }
 }
 
 Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
@@ -83,7 +101,9 @@ Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
   SchedulingResult result;
   std::vector<std::string> done;
   while (true) {
-    std::vector<std::string> next = handler_->profiles_to_run(context, profile_names_, done);
+    std::vector<std::string> next;
+    timed(state, *handler_, "ProfilePicker",
+          [&] { next = handler_->profiles_to_run(context, profile_names_, done); });
     if (next.empty()) break;
     for (const auto& name : next) {
       auto profile = std::find_if(profiles_.begin(), profiles_.end(),
@@ -116,7 +136,7 @@ Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
   std::vector<Candidate>& candidates = scratch.working;
   candidates.assign(base.begin(), base.end());
   for (const auto& filter : profile.filters) {
-    filter->filter(context, candidates);
+    timed(context.state, *filter, "Filter", [&] { filter->filter(context, candidates); });
     if (candidates.empty()) {
       return Status(429, fmt::format("no endpoint is available for the request: filter '{}' of "
                                      "profile '{}' removed every candidate",
@@ -135,7 +155,8 @@ Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
     result.scorer_names.push_back(weighted.scorer->name());
     result.weights.push_back(weighted.weight);
     std::span<double> scores(result.scores.data() + s * count, count);
-    weighted.scorer->score(context, candidates, scores);
+    timed(context.state, *weighted.scorer, "Scorer",
+          [&] { weighted.scorer->score(context, candidates, scores); });
     for (std::size_t c = 0; c < count; ++c) {
       // NaN (e.g. 0/0 from a broken metric) counts as 0.
       scores[c] = scores[c] >= 0 ? std::min(scores[c], 1.0) : 0.0;
@@ -144,7 +165,8 @@ Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
   }
   std::vector<std::size_t>& chosen = scratch.chosen;
   chosen.clear();
-  profile.picker->pick(context, candidates, result.totals, chosen);
+  timed(context.state, *profile.picker, "Picker",
+        [&] { profile.picker->pick(context, candidates, result.totals, chosen); });
   if (chosen.empty()) {
     return Status(429, fmt::format("picker '{}' of profile '{}' chose no endpoint",
                                    profile.picker->name(), profile.name));

@@ -81,6 +81,7 @@ class Scheduler {
   std::vector<Profile> profiles_;
   std::vector<std::string> profile_names_;
   std::vector<const PreRequestHook*> pre_request_hooks_;
+  std::vector<const Plugin*> pre_request_plugins_;  // the same plugins, for timing
 };
 
 }  // namespace infergate::scheduling
