@@ -1,0 +1,144 @@
+#pragma once
+
+// The Endpoint Picker's side of one ext_proc stream (one HTTP request), as a pure state machine:
+// ProcessingRequest messages in, ProcessingResponse messages out, no gRPC and no I/O, so the
+// protocol can be tested as transcripts (epp-protocol facts §4, §7; the EPP only supports the
+// FULL_DUPLEX_STREAMED and NONE body modes).
+//
+// Request direction:  kAwaitHeaders → kBody (buffering until end_of_stream) → kRouted
+// Response direction: kAwaitHeaders → kBody → kDone
+// Any direction → kFailed after a local reply (ImmediateResponse); later messages are dropped.
+//
+// Answers, per direction always in the order headers → body chunks → trailers:
+// - request_headers with end_of_stream (no body), or body mode NONE: routed at once
+//   (Director::route_bodyless) and answered.
+// - otherwise the request_headers answer is held until the body's end_of_stream (or the request
+//   trailers), then: HeadersResponse{clear_route_cache, set_headers [destination, Content-Length
+//   (non-empty body), x-request-id (when generated), the client's headers minus the control
+//   headers, pseudo-headers and `host`]} with dynamic_metadata {"envoy.lb": {destination[,
+//   scores]}}, followed by the body as streamed_response chunks of at most body_chunk_bytes,
+//   end_of_stream on the last (one empty chunk for an empty body). Header values only in
+//   raw_value.
+// - response_headers: HeadersResponse with the added headers (conformance served-endpoint,
+//   endpoint scores) and no others; the served endpoint is read from the message's
+//   metadata_context["envoy.lb"]["x-gateway-destination-endpoint-served"].
+// - response_body: each chunk answered with what RoutedRequest::on_response_body gives (nothing
+//   while it buffers), the last with end_of_stream; response_trailers answered with an empty
+//   TrailersResponse after the body answers.
+// - errors: ImmediateResponse with the Status's code, body director::error_body() (text/plain),
+//   details "inference_error_<Code>": 400 unreadable body, 413 body over max_body_bytes, 429 shed
+//   or filtered out, 503 no candidates, 500 internal.
+// - protocol violations (a message the state does not allow, e.g. a body before headers, a second
+//   request_headers, a body mode other than FULL_DUPLEX_STREAMED/NONE) end the stream with a gRPC
+//   error (StreamAction::kFinishError) whose message names the violation.
+// - messages with observability_mode set are processed but never answered.
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "director/director.h"
+#include "envoy/service/ext_proc/v3/external_processor.pb.h"
+
+namespace infergate::prom {
+class Registry;
+}
+
+namespace infergate::extproc {
+
+namespace pb = ::envoy::service::ext_proc::v3;
+
+struct ProcessorOptions {
+  // The largest body chunk sent back (GIE's BodyByteLimit: below Envoy's 64 KiB per-chunk limit).
+  std::size_t body_chunk_bytes = 62000;
+  // A request body larger than this gets a 413 local reply; 0 = no limit.
+  std::size_t max_body_bytes = 0;
+  // --emit-endpoint-scores: add the per-endpoint scores (RoutedRequest::endpoint_scores) to the
+  // envoy.lb metadata of the request-headers answer and as a response header, both named
+  // x-gateway-destination-endpoint-scores.
+  bool emit_endpoint_scores = false;
+};
+
+// What the stream must do after a message.
+enum class StreamAction {
+  kContinue,     // keep reading
+  kFinishOk,     // the exchange is over: finish the RPC with OK once the answers are sent
+  kFinishError,  // protocol violation: finish the RPC with INVALID_ARGUMENT (error_message)
+};
+
+// Counters shared by all streams of a server (infergate_extproc_* on /metrics). Thread-safe.
+class ProcessorMetrics {
+ public:
+  explicit ProcessorMetrics(prom::Registry& registry);
+  ~ProcessorMetrics();
+  void stream_started();
+  void stream_ended();
+  void immediate_response(int http_status);
+  void protocol_error(std::string_view reason);
+
+ private:
+  struct Families;
+  std::unique_ptr<Families> families_;
+};
+
+class StreamProcessor {
+ public:
+  // `director`, `options` and `metrics` must outlive the processor.
+  StreamProcessor(director::Director& director, const ProcessorOptions& options,
+                  ProcessorMetrics& metrics);
+  ~StreamProcessor();  // releases a routed request still in flight (finish(false))
+
+  // Handles one message from the data plane; appends the answers to `out` (possibly none).
+  // The request's body bytes may be moved out of `message`.
+  StreamAction on_message(pb::ProcessingRequest& message, std::vector<pb::ProcessingResponse>& out);
+  // The stream ended (half-close, cancellation or transport error): releases the routed
+  // request's accounting if its response did not complete. Idempotent.
+  void on_stream_end();
+
+  const std::string& error_message() const { return error_message_; }
+  // For tests and logs.
+  const director::RoutedRequest* routed() const { return routed_ ? &*routed_ : nullptr; }
+
+ private:
+  enum class RequestState { kAwaitHeaders, kBody, kRouted, kFailed };
+  enum class ResponseState { kAwaitHeaders, kBody, kDone, kFailed };
+
+  StreamAction handle(pb::ProcessingRequest& message, std::vector<pb::ProcessingResponse>& out);
+  StreamAction on_request_headers(pb::ProcessingRequest& message,
+                                  std::vector<pb::ProcessingResponse>& out);
+  StreamAction on_request_body(pb::ProcessingRequest& message,
+                               std::vector<pb::ProcessingResponse>& out);
+  StreamAction on_request_trailers(std::vector<pb::ProcessingResponse>& out);
+  StreamAction on_response_headers(pb::ProcessingRequest& message,
+                                   std::vector<pb::ProcessingResponse>& out);
+  StreamAction on_response_body(pb::ProcessingRequest& message,
+                                std::vector<pb::ProcessingResponse>& out);
+  StreamAction on_response_trailers(std::vector<pb::ProcessingResponse>& out);
+  // Routes the buffered body and appends the headers answer and the body chunks (the last with
+  // `end_of_stream`).
+  StreamAction route_body(bool end_of_stream, std::vector<pb::ProcessingResponse>& out);
+  void append_headers_answer(std::size_t body_bytes, std::vector<pb::ProcessingResponse>& out);
+  void append_body(std::string_view body, bool end_of_stream, bool request_direction,
+                   std::vector<pb::ProcessingResponse>& out) const;
+  StreamAction local_reply(const Status& status, std::vector<pb::ProcessingResponse>& out);
+  StreamAction violation(std::string_view reason, std::string message);
+
+  director::Director& director_;
+  const ProcessorOptions& options_;
+  ProcessorMetrics& metrics_;
+  RequestState request_state_ = RequestState::kAwaitHeaders;
+  ResponseState response_state_ = ResponseState::kAwaitHeaders;
+  bool first_message_ = true;
+  bool body_mode_none_ = false;
+  director::Headers request_headers_;
+  std::optional<std::vector<std::string>> subset_;
+  std::string body_;
+  std::string response_bytes_;  // reused for every response chunk
+  std::optional<director::RoutedRequest> routed_;
+  std::string error_message_;
+  bool ended_ = false;
+};
+
+}  // namespace infergate::extproc
