@@ -13,5 +13,7 @@ Runner add_version_command(CLI::App& app);
 Runner add_sim_command(CLI::App& app);
 Runner add_validate_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
+Runner add_serve_command(CLI::App& app);
+Runner add_epp_command(CLI::App& app);
 
 }  // namespace infergate::cli

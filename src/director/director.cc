@@ -307,8 +307,18 @@ void Director::count_error(const Status& status, std::string_view model,
 
 void Director::candidates(const datastore::Snapshot& snapshot, const Headers& headers,
                           const std::optional<std::vector<std::string>>& subset,
+                          const std::vector<std::string>* allowed,
                           std::vector<const datastore::Endpoint*>& out) const {
   out.clear();
+  if (allowed != nullptr) {
+    const auto outside = [&](const datastore::Endpoint* endpoint) {
+      return std::find(allowed->begin(), allowed->end(), endpoint->info->host_port) ==
+             allowed->end();
+    };
+    candidates(snapshot, headers, subset, nullptr, out);
+    out.erase(std::remove_if(out.begin(), out.end(), outside), out.end());
+    return;
+  }
   // Conformance: the test header wins over the subset hint; `ip:port` entries pin the port.
   if (options_.conformance_hooks) {
     if (auto selection = find_header(headers, protocol::kTestSelectionHeader)) {
@@ -405,7 +415,7 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
   routed.snapshot_ = store_.snapshot();
   const datastore::Snapshot& snapshot = *routed.snapshot_;
   RouteScratch& scratch = route_scratch;
-  candidates(snapshot, headers, input.subset, scratch.candidates);
+  candidates(snapshot, headers, input.subset, input.allowed, scratch.candidates);
   if (scratch.candidates.empty()) {
     return fail(Status::unavailable(snapshot.endpoints.empty()
                                         ? "no ready endpoints in the inference pool"
@@ -478,7 +488,8 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
 }
 
 Result<RoutedRequest> Director::route_bodyless(
-    const Headers& headers, const std::optional<std::vector<std::string>>& subset) {
+    const Headers& headers, const std::optional<std::vector<std::string>>& subset,
+    const std::vector<std::string>* allowed) {
   RoutedRequest routed;
   routed.started_ = clock_.now();
   if (auto id = find_header(headers, protocol::kRequestIdHeader); id && !id->empty()) {
@@ -489,7 +500,7 @@ Result<RoutedRequest> Director::route_bodyless(
   }
   routed.snapshot_ = store_.snapshot();
   RouteScratch& scratch = route_scratch;
-  candidates(*routed.snapshot_, headers, subset, scratch.candidates);
+  candidates(*routed.snapshot_, headers, subset, allowed, scratch.candidates);
   if (scratch.candidates.empty()) {
     const Status status =
         Status::unavailable(routed.snapshot_->endpoints.empty()

@@ -75,6 +75,9 @@ struct RequestInput {
   // The data plane's subset hint (`ip` or `ip:port` each); nullopt when it sent none. An empty
   // list matches nothing (503).
   const std::optional<std::vector<std::string>>& subset;
+  // When set, only these endpoints (`host:port`, exact) are candidates: a front end's own
+  // exclusions, e.g. the gateway leaving out ejected endpoints and those already tried.
+  const std::vector<std::string>* allowed = nullptr;
 };
 
 class Director;
@@ -184,7 +187,8 @@ class Director {
   // Routes a request without a body (e.g. GET /v1/models): a uniformly random candidate (pool ∩
   // subset hint ∩ test header); 503 when there is none.
   Result<RoutedRequest> route_bodyless(const Headers& headers,
-                                       const std::optional<std::vector<std::string>>& subset);
+                                       const std::optional<std::vector<std::string>>& subset,
+                                       const std::vector<std::string>* allowed = nullptr);
 
   // Replaces the objectives and rewrites (resources changed). Any thread.
   void set_policies(std::shared_ptr<const datastore::ModelPolicies> policies);
@@ -201,9 +205,11 @@ class Director {
  private:
   friend class RoutedRequest;
   // The candidate endpoints of `snapshot` for a request: all, or those the subset hint and (with
-  // conformance hooks) the test header allow. `out` is cleared first.
+  // conformance hooks) the test header allow, within `allowed` when given. `out` is cleared
+  // first.
   void candidates(const datastore::Snapshot& snapshot, const Headers& headers,
                   const std::optional<std::vector<std::string>>& subset,
+                  const std::vector<std::string>* allowed,
                   std::vector<const datastore::Endpoint*>& out) const;
   std::uint64_t next_random() const;
 

@@ -3,39 +3,65 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <charconv>
+#include <utility>
 
 #include "director/protocol.h"
 #include "prom/registry.h"
 
+// clang-format off
 // How each message is handled in each state (R = request direction, P = response direction).
+// ERROR(reason) = protocol violation: counted in infergate_extproc_protocol_errors_total{reason};
+// the stream ends with INVALID_ARGUMENT (kFinishError) and Envoy applies its failure mode.
+// (reason) alone = answered normally but counted in the same family.
 //
-//   message             state                      action
-//   protocol_config     first message              NONE or FULL_DUPLEX_STREAMED accepted, else
-//                                                  error "unsupported_body_mode"
-//                       later message              error "late_protocol_config"
-//   request_headers     R kAwaitHeaders            eos or body mode NONE: route now and answer;
-//                                                  else hold the answer, R → kBody
-//                       otherwise                  error "duplicate_request_headers"
-//   request_body        R kBody                    append (413 over max_body_bytes); at eos route
-//                                                  and answer headers + body chunks, R → kRouted
-//                       R kAwaitHeaders            error "body_before_headers"
-//                       R kRouted                  error "body_after_end_of_stream"
-//   request_trailers    R kBody                    route, answer headers + body chunks (the last
-//                                                  without eos) + an empty trailers answer
-//                       R kRouted                  ignored (counted "unexpected_request_trailers")
-//                       R kAwaitHeaders            error "trailers_before_headers"
-//   response_headers    R kRouted, P kAwaitHeaders answer (served-endpoint / scores headers)
-//                       R not routed               error "response_before_routing"
-//                       P past headers             error "duplicate_response_headers"
-//   response_body       R kRouted, P kBody         answer what the routed request releases
-//                       P kAwaitHeaders            error "response_body_before_headers"
-//                       P kDone                    error "body_after_end_of_stream"
-//   response_trailers   R kRouted                  flush the body (no eos) and answer trailers
-//   (none set)          any                        error "empty_message"
-//   anything            after a local reply        dropped (counted "after_local_reply")
+// message            state                        action
+// -----------------  ---------------------------  -----------------------------------------------
+// protocol_config    on the first message         body modes NONE and FULL_DUPLEX_STREAMED
+//                                                 accepted (both directions), others
+//                                                 ERROR(unsupported_body_mode)
+//                    on a later message           ERROR(late_protocol_config)
+// request_headers    R kAwaitHeaders, eos or      route now (route_bodyless), answer, R → kRouted
+//                      request body mode NONE
+//                    R kAwaitHeaders, body comes  hold the answer, R → kBody; a declared
+//                                                 content-length over max_body_bytes: 413 now
+//                    R past headers               ERROR(duplicate_request_headers)
+// request_body       R kBody                      append (413 over max_body_bytes); at eos route,
+//                                                 answer headers + body chunks, R → kRouted
+//                    R kAwaitHeaders              ERROR(body_before_headers)
+//                    R kRouted, mode NONE         ERROR(body_in_mode_none)
+//                    R kRouted, after eos         ERROR(body_after_end_of_stream)
+// request_trailers   R kBody                      route; answer headers + body chunks (the last
+//                                                 without eos) + an empty trailers answer
+//                    R kRouted, mode NONE         empty trailers answer (legitimate: no body sent)
+//                    R kRouted, after eos         empty trailers answer, since in FULL_DUPLEX the
+//                                                 data plane waits for it
+//                                                 (trailers_after_end_of_stream)
+//                    R kAwaitHeaders              ERROR(trailers_before_headers)
+// response_headers   R kRouted, P kAwaitHeaders   answer (served-endpoint / scores headers)
+//                    R not routed                 ERROR(response_before_routing): a reply made by
+//                                                 the proxy itself, with no destination to tie to
+//                    P past headers               ERROR(duplicate_response_headers)
+// response_body      R kRouted, P kBody           answer what the routed request releases (none
+//                                                 while it holds bytes back); eos → P kDone
+//                    R not routed                 ERROR(response_before_routing)
+//                    P kAwaitHeaders              ERROR(response_body_before_headers)
+//                    P kDone                      ERROR(body_after_end_of_stream)
+// response_trailers  R kRouted, P kBody           flush held bytes (no eos), answer trailers
+//                    R not routed                 ERROR(response_before_routing)
+//                    P kAwaitHeaders              ERROR(response_trailers_before_headers)
+//                    P kDone                      empty trailers answer
+//                                                 (trailers_after_end_of_stream)
+// no part set        any                          ERROR(empty_message)
+// anything           after a local reply          dropped, kContinue (after_local_reply)
+//                    after a violation            dropped, kContinue (after_protocol_error)
+// clang-format on
 //
-// Errors end the stream with a gRPC error; Envoy then applies its failure mode. A local reply
-// (ImmediateResponse) ends the exchange too: the stream is finished with OK after it.
+// The subset hint is read from every request-direction message until the request is routed (a
+// later hint replaces an earlier one). With observability_mode a message is processed as above
+// but its answers are discarded. A local reply (ImmediateResponse) ends the exchange: the stream
+// is finished with OK after it (kFinishOk).
 
 namespace infergate::extproc {
 namespace {
@@ -44,24 +70,53 @@ using ::envoy::config::core::v3::HeaderMap;
 using ::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
 namespace protocol = director::protocol;
 
-void read_headers(const HeaderMap& map, director::Headers& out) {
-  out.clear();
-  out.reserve(static_cast<std::size_t>(map.headers_size()));
-  for (const auto& header : map.headers()) {
-    std::string name = header.key();
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) {
-      return static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-    });
-    // Envoy sends raw_value; value only for robustness with older data planes.
-    out.emplace_back(std::move(name),
-                     header.raw_value().empty() ? header.value() : header.raw_value());
+// Protobuf map keys; built once, as map lookups take `const std::string&`.
+const std::string& subset_namespace() {
+  static const std::string kName(protocol::kSubsetNamespace);
+  return kName;
+}
+const std::string& subset_key() {
+  static const std::string kName(protocol::kSubsetKey);
+  return kName;
+}
+const std::string& destination_namespace() {
+  static const std::string kName(protocol::kDestinationNamespace);
+  return kName;
+}
+const std::string& served_key() {
+  static const std::string kName(protocol::kServedKey);
+  return kName;
+}
+
+// A reserve() hint from a client's content-length is trusted up to this much (the body may still
+// grow past it; this only bounds what a lying header can make us allocate up front).
+constexpr std::size_t kMaxBodyReserveBytes = 16 << 20;
+
+void to_lower(std::string& text) {
+  for (char& c : text) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
   }
 }
 
-void set_header(pb::HeaderMutation& mutation, std::string_view name, std::string_view value) {
+// Moves the headers out of `map`: lower-case names; values from raw_value (what Envoy sends),
+// falling back to value for older data planes.
+void take_headers(HeaderMap& map, director::Headers& out) {
+  out.clear();
+  out.reserve(static_cast<std::size_t>(map.headers_size()));
+  for (auto& header : *map.mutable_headers()) {
+    std::string name = std::move(*header.mutable_key());
+    to_lower(name);
+    std::string value = header.raw_value().empty() ? std::move(*header.mutable_value())
+                                                   : std::move(*header.mutable_raw_value());
+    out.emplace_back(std::move(name), std::move(value));
+  }
+}
+
+// Header values go only into raw_value: Envoy reads nothing else on mutations (facts §2.6).
+void set_header(pb::HeaderMutation& mutation, std::string name, std::string value) {
   auto* header = mutation.add_set_headers()->mutable_header();
-  header->set_key(std::string(name));
-  header->set_raw_value(std::string(value));
+  header->set_key(std::move(name));
+  header->set_raw_value(std::move(value));
 }
 
 void split_list(std::string_view text, std::vector<std::string>& out) {
@@ -76,17 +131,19 @@ void split_list(std::string_view text, std::vector<std::string>& out) {
 }
 
 // The subset hint of a message: a list of strings, or one comma-separated string (as the
-// lightweight conformance EPP also accepts); nullopt when the message carries none.
+// lightweight conformance EPP also accepts); nullopt when the message carries none. Anything
+// else under the key (a number, a struct) matches nothing, so the director answers 503.
 std::optional<std::vector<std::string>> read_subset(const pb::ProcessingRequest& message) {
   if (!message.has_metadata_context()) return std::nullopt;
   const auto& namespaces = message.metadata_context().filter_metadata();
-  auto hint = namespaces.find(std::string(protocol::kSubsetNamespace));
+  auto hint = namespaces.find(subset_namespace());
   if (hint == namespaces.end()) return std::nullopt;
-  auto field = hint->second.fields().find(std::string(protocol::kSubsetKey));
+  auto field = hint->second.fields().find(subset_key());
   if (field == hint->second.fields().end()) return std::nullopt;
   std::vector<std::string> entries;
   const google::protobuf::Value& value = field->second;
   if (value.has_list_value()) {
+    entries.reserve(static_cast<std::size_t>(value.list_value().values_size()));
     for (const auto& item : value.list_value().values()) {
       if (item.has_string_value()) split_list(item.string_value(), entries);
     }
@@ -97,20 +154,29 @@ std::optional<std::vector<std::string>> read_subset(const pb::ProcessingRequest&
 }
 
 // The served endpoint the data plane reports on the response path, or the conformance test's
-// failure text when it is missing.
+// failure text when it is missing (facts §11.1).
 struct Served {
   std::string endpoint;
   std::string_view failure;
 };
 Served read_served(const pb::ProcessingRequest& message) {
   const auto& namespaces = message.metadata_context().filter_metadata();
-  auto lb = namespaces.find(std::string(protocol::kDestinationNamespace));
+  auto lb = namespaces.find(destination_namespace());
   if (lb == namespaces.end()) return {{}, "fail: missing envoy lb metadata"};
-  auto field = lb->second.fields().find(std::string(protocol::kServedKey));
-  if (field == lb->second.fields().end() || !field->second.has_string_value()) {
-    return {{}, "fail: missing destination endpoint served metadata"};
+  auto field = lb->second.fields().find(served_key());
+  if (field != lb->second.fields().end()) {
+    const google::protobuf::Value& value = field->second;
+    if (value.has_string_value() && !value.string_value().empty()) {
+      return {value.string_value(), {}};
+    }
+    // Tolerated: a one-element list, as some data planes write host lists.
+    if (value.has_list_value() && value.list_value().values_size() > 0 &&
+        value.list_value().values(0).has_string_value() &&
+        !value.list_value().values(0).string_value().empty()) {
+      return {value.list_value().values(0).string_value(), {}};
+    }
   }
-  return {field->second.string_value(), {}};
+  return {{}, "fail: missing destination endpoint served metadata"};
 }
 
 std::string_view body_mode_name(int mode) {
@@ -124,29 +190,40 @@ bool body_mode_supported(int mode) {
   return mode == ProcessingMode::NONE || mode == ProcessingMode::FULL_DUPLEX_STREAMED;
 }
 
+std::size_t parse_size(std::string_view text) {
+  std::size_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return error == std::errc() && end == text.data() + text.size() ? value : 0;
+}
+
 }  // namespace
 
 // --- metrics ---
 
 struct ProcessorMetrics::Families {
+  // Local-reply codes cached so the common ones skip the family's lookup mutex.
+  static constexpr std::array<int, 5> kCommonCodes = {400, 413, 429, 500, 503};
+
   explicit Families(prom::Registry& registry)
-      : streams(registry
-                    .counter("infergate_extproc_streams_total",
-                             "ext_proc streams opened by the data plane.")
-                    .with({})),
+      : streams(registry.counter("infergate_extproc_streams", "ext_proc streams opened.").with({})),
         active(registry.gauge("infergate_extproc_active_streams", "ext_proc streams open now.")
                    .with({})),
-        immediate(registry.counter("infergate_extproc_immediate_responses_total",
+        immediate(registry.counter("infergate_extproc_immediate_responses",
                                    "Local replies (ImmediateResponse) sent, by HTTP status.",
                                    {"code"})),
         protocol_errors(registry.counter(
-            "infergate_extproc_protocol_errors_total",
-            "ext_proc messages that broke the protocol or were dropped, by reason.", {"reason"})) {}
+            "infergate_extproc_protocol_errors",
+            "ext_proc messages that broke the protocol or were dropped, by reason.", {"reason"})) {
+    for (std::size_t i = 0; i < kCommonCodes.size(); ++i) {
+      common_immediate[i] = &immediate.with({std::to_string(kCommonCodes[i])});
+    }
+  }
 
   prom::Counter& streams;
   prom::Gauge& active;
   prom::CounterFamily& immediate;
   prom::CounterFamily& protocol_errors;
+  std::array<prom::Counter*, kCommonCodes.size()> common_immediate{};
 };
 
 ProcessorMetrics::ProcessorMetrics(prom::Registry& registry)
@@ -159,6 +236,12 @@ void ProcessorMetrics::stream_started() {
 }
 void ProcessorMetrics::stream_ended() { families_->active.dec(); }
 void ProcessorMetrics::immediate_response(int http_status) {
+  for (std::size_t i = 0; i < Families::kCommonCodes.size(); ++i) {
+    if (Families::kCommonCodes[i] == http_status) {
+      families_->common_immediate[i]->inc();
+      return;
+    }
+  }
   families_->immediate.with({std::to_string(http_status)}).inc();
 }
 void ProcessorMetrics::protocol_error(std::string_view reason) {
@@ -195,7 +278,7 @@ StreamAction StreamProcessor::on_message(pb::ProcessingRequest& message,
 StreamAction StreamProcessor::handle(pb::ProcessingRequest& message,
                                      std::vector<pb::ProcessingResponse>& out) {
   if (request_state_ == RequestState::kFailed) {
-    metrics_.protocol_error("after_local_reply");
+    metrics_.protocol_error(local_replied_ ? "after_local_reply" : "after_protocol_error");
     return StreamAction::kContinue;
   }
   if (message.has_protocol_config()) {
@@ -204,13 +287,15 @@ StreamAction StreamProcessor::handle(pb::ProcessingRequest& message,
                        "protocol_config may only be sent on the first message of a stream");
     }
     const auto& config = message.protocol_config();
-    for (int mode : {static_cast<int>(config.request_body_mode()),
-                     static_cast<int>(config.response_body_mode())}) {
+    const std::array<std::pair<std::string_view, int>, 2> modes = {
+        std::pair<std::string_view, int>{"request_body_mode", config.request_body_mode()},
+        std::pair<std::string_view, int>{"response_body_mode", config.response_body_mode()}};
+    for (const auto& [field, mode] : modes) {
       if (!body_mode_supported(mode)) {
         return violation("unsupported_body_mode",
-                         fmt::format("body mode {} is not supported: the endpoint picker needs "
+                         fmt::format("{} {} is not supported: the endpoint picker needs "
                                      "FULL_DUPLEX_STREAMED (or NONE)",
-                                     body_mode_name(mode)));
+                                     field, body_mode_name(mode)));
       }
     }
     body_mode_none_ = config.request_body_mode() == ProcessingMode::NONE;
@@ -221,7 +306,7 @@ StreamAction StreamProcessor::handle(pb::ProcessingRequest& message,
     case pb::ProcessingRequest::kRequestBody:
       return on_request_body(message, out);
     case pb::ProcessingRequest::kRequestTrailers:
-      return on_request_trailers(out);
+      return on_request_trailers(message, out);
     case pb::ProcessingRequest::kResponseHeaders:
       return on_response_headers(message, out);
     case pb::ProcessingRequest::kResponseBody:
@@ -234,14 +319,29 @@ StreamAction StreamProcessor::handle(pb::ProcessingRequest& message,
   return violation("empty_message", "a ProcessingRequest must carry one request part");
 }
 
+void StreamProcessor::note_subset(const pb::ProcessingRequest& message) {
+  if (auto subset = read_subset(message)) subset_ = std::move(subset);
+}
+
 StreamAction StreamProcessor::on_request_headers(pb::ProcessingRequest& message,
                                                  std::vector<pb::ProcessingResponse>& out) {
   if (request_state_ != RequestState::kAwaitHeaders) {
     return violation("duplicate_request_headers", "request_headers received twice");
   }
-  read_headers(message.request_headers().headers(), request_headers_);
-  if (auto subset = read_subset(message)) subset_ = std::move(subset);
-  if (!message.request_headers().end_of_stream() && !body_mode_none_) {
+  take_headers(*message.mutable_request_headers()->mutable_headers(), request_headers_);
+  note_subset(message);
+  const bool end_of_stream = message.request_headers().end_of_stream();
+  request_ended_ = end_of_stream;
+  if (!end_of_stream && !body_mode_none_) {
+    if (auto length = director::find_header(request_headers_, "content-length")) {
+      declared_body_bytes_ = parse_size(*length);
+      if (options_.max_body_bytes > 0 && declared_body_bytes_ > options_.max_body_bytes) {
+        const Status status(413, fmt::format("the request body exceeds the limit of {} bytes",
+                                             options_.max_body_bytes));
+        director_.count_error(status);
+        return local_reply(status, out);
+      }
+    }
     request_state_ = RequestState::kBody;  // the answer waits for the body
     return StreamAction::kContinue;
   }
@@ -259,27 +359,34 @@ StreamAction StreamProcessor::on_request_body(pb::ProcessingRequest& message,
     return violation("body_before_headers", "request_body received before request_headers");
   }
   if (request_state_ == RequestState::kRouted) {
+    if (body_mode_none_ && !request_ended_) {
+      return violation("body_in_mode_none",
+                       "request_body received although request_body_mode is NONE");
+    }
     return violation("body_after_end_of_stream",
-                     "request_body received after the request body's end_of_stream");
+                     "request_body received after the request's end_of_stream");
   }
-  if (auto subset = read_subset(message)) subset_ = std::move(subset);
-  std::string* chunk = message.mutable_request_body()->mutable_body();
-  if (options_.max_body_bytes > 0 && body_.size() + chunk->size() > options_.max_body_bytes) {
+  note_subset(message);
+  std::string& chunk = *message.mutable_request_body()->mutable_body();
+  if (options_.max_body_bytes > 0 && body_.size() + chunk.size() > options_.max_body_bytes) {
     const Status status(413, fmt::format("the request body exceeds the limit of {} bytes",
                                          options_.max_body_bytes));
     director_.count_error(status);
     return local_reply(status, out);
   }
-  if (body_.empty()) {
-    body_.swap(*chunk);
+  if (body_.empty() && chunk.size() >= declared_body_bytes_) {
+    body_.swap(chunk);  // the common case: the whole body in one message, no copy
   } else {
-    body_.append(*chunk);
+    if (body_.empty()) body_.reserve(std::min(declared_body_bytes_, kMaxBodyReserveBytes));
+    body_.append(chunk);
   }
   if (!message.request_body().end_of_stream()) return StreamAction::kContinue;
+  request_ended_ = true;
   return route_body(true, out);
 }
 
-StreamAction StreamProcessor::on_request_trailers(std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::on_request_trailers(const pb::ProcessingRequest& message,
+                                                  std::vector<pb::ProcessingResponse>& out) {
   switch (request_state_) {
     case RequestState::kAwaitHeaders:
       return violation("trailers_before_headers",
@@ -287,12 +394,17 @@ StreamAction StreamProcessor::on_request_trailers(std::vector<pb::ProcessingResp
     case RequestState::kBody: {
       // Trailers end the body: the last body answer carries no end_of_stream, the trailers
       // answer follows it.
+      note_subset(message);
+      request_ended_ = true;
       const StreamAction action = route_body(false, out);
       if (request_state_ == RequestState::kRouted) out.emplace_back().mutable_request_trailers();
       return action;
     }
     default:
-      metrics_.protocol_error("unexpected_request_trailers");
+      // Answered even when unexpected: in FULL_DUPLEX_STREAMED the data plane waits for it.
+      if (request_ended_) metrics_.protocol_error("trailers_after_end_of_stream");
+      request_ended_ = true;
+      out.emplace_back().mutable_request_trailers();
       return StreamAction::kContinue;
   }
 }
@@ -304,9 +416,9 @@ StreamAction StreamProcessor::route_body(bool end_of_stream,
   if (!routed) return local_reply(routed.status(), out);
   routed_.emplace(std::move(*routed));
   request_state_ = RequestState::kRouted;
-  const std::string body = routed_->take_body();
+  std::string body = routed_->take_body();
   append_headers_answer(body.size(), out);
-  append_body(body, end_of_stream, /*request_direction=*/true, out);
+  append_body(std::move(body), end_of_stream, /*request_direction=*/true, out);
   return StreamAction::kContinue;
 }
 
@@ -316,49 +428,82 @@ void StreamProcessor::append_headers_answer(std::size_t body_bytes,
   pb::CommonResponse* common = answer.mutable_request_headers()->mutable_response();
   common->set_clear_route_cache(true);
   pb::HeaderMutation& mutation = *common->mutable_header_mutation();
-  set_header(mutation, protocol::kDestinationHeader, routed_->destination());
+  mutation.mutable_set_headers()->Reserve(static_cast<int>(request_headers_.size()) + 3);
+  set_header(mutation, std::string(protocol::kDestinationHeader), routed_->destination());
   if (body_bytes > 0) set_header(mutation, "content-length", std::to_string(body_bytes));
   if (routed_->request_id_generated()) {
-    set_header(mutation, protocol::kRequestIdHeader, routed_->request_id());
+    set_header(mutation, std::string(protocol::kRequestIdHeader), routed_->request_id());
   }
-  for (const auto& [name, value] : request_headers_) {
+  // The stored headers are not needed after routing: move them into the answer.
+  for (auto& [name, value] : request_headers_) {
     // Pseudo-headers and host cannot be mutated by ext_proc; control headers are the picker's.
     if (name.empty() || name.front() == ':' || name == "host" ||
         protocol::is_control_header(name)) {
       continue;
     }
-    set_header(mutation, name, value);
+    set_header(mutation, std::move(name), std::move(value));
   }
+  request_headers_.clear();
+
   auto& namespaces = *answer.mutable_dynamic_metadata()->mutable_fields();
-  auto& lb = *namespaces[std::string(protocol::kDestinationNamespace)]
-                  .mutable_struct_value()
-                  ->mutable_fields();
+  auto& lb = *namespaces[destination_namespace()].mutable_struct_value()->mutable_fields();
   lb[std::string(protocol::kDestinationHeader)].set_string_value(routed_->destination());
   if (options_.emit_endpoint_scores) {
     lb[std::string(protocol::kScoresKey)].set_string_value(routed_->endpoint_scores());
   }
 }
 
-void StreamProcessor::append_body(std::string_view body, bool end_of_stream, bool request_direction,
+void StreamProcessor::append_body(std::string&& body, bool end_of_stream, bool request_direction,
                                   std::vector<pb::ProcessingResponse>& out) const {
-  auto add_chunk = [&](std::string_view bytes, bool last) {
+  auto add_chunk = [&](bool last) -> pb::StreamedBodyResponse& {
     pb::ProcessingResponse& answer = out.emplace_back();
     pb::BodyResponse* response =
         request_direction ? answer.mutable_request_body() : answer.mutable_response_body();
     auto* streamed =
         response->mutable_response()->mutable_body_mutation()->mutable_streamed_response();
-    streamed->set_body(std::string(bytes));
-    streamed->set_end_of_stream(last);
+    streamed->set_end_of_stream(last && end_of_stream);
+    return *streamed;
   };
   if (body.empty()) {
-    if (end_of_stream) add_chunk({}, true);
+    if (end_of_stream) add_chunk(true);
     return;
   }
   const std::size_t chunk_bytes = std::max<std::size_t>(1, options_.body_chunk_bytes);
-  for (std::size_t offset = 0; offset < body.size(); offset += chunk_bytes) {
-    const bool last = offset + chunk_bytes >= body.size();
-    add_chunk(body.substr(offset, chunk_bytes), last && end_of_stream);
+  if (body.size() <= chunk_bytes) {
+    add_chunk(true).set_body(std::move(body));  // one chunk: hand the bytes over, no copy
+    return;
   }
+  out.reserve(out.size() + (body.size() + chunk_bytes - 1) / chunk_bytes);
+  const std::string_view all(body);
+  for (std::size_t offset = 0; offset < all.size(); offset += chunk_bytes) {
+    const bool last = offset + chunk_bytes >= all.size();
+    const std::string_view bytes = all.substr(offset, chunk_bytes);
+    add_chunk(last).set_body(bytes.data(), bytes.size());
+  }
+}
+
+void StreamProcessor::append_response_bytes(std::string_view chunk, bool end_of_input,
+                                            bool end_of_stream,
+                                            std::vector<pb::ProcessingResponse>& out) {
+  // The director writes straight into the answer's body; usually that is the whole answer.
+  pb::ProcessingResponse& answer = out.emplace_back();
+  auto* streamed = answer.mutable_response_body()
+                       ->mutable_response()
+                       ->mutable_body_mutation()
+                       ->mutable_streamed_response();
+  std::string& bytes = *streamed->mutable_body();
+  routed_->on_response_body(chunk, end_of_input, bytes);
+  if (bytes.size() <= std::max<std::size_t>(1, options_.body_chunk_bytes)) {
+    if (bytes.empty() && !end_of_stream) {
+      out.pop_back();  // held back (split model name, or a JSON body awaiting its end)
+    } else {
+      streamed->set_end_of_stream(end_of_stream);
+    }
+    return;
+  }
+  std::string released = std::move(bytes);
+  out.pop_back();
+  append_body(std::move(released), end_of_stream, /*request_direction=*/false, out);
 }
 
 StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message,
@@ -370,25 +515,28 @@ StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message
   if (response_state_ != ResponseState::kAwaitHeaders) {
     return violation("duplicate_response_headers", "response_headers received twice");
   }
-  director::Headers headers;
-  read_headers(message.response_headers().headers(), headers);
-  routed_->on_response_headers(headers);
-  const Served served = read_served(message);
+  {
+    director::Headers headers;
+    take_headers(*message.mutable_response_headers()->mutable_headers(), headers);
+    routed_->on_response_headers(headers);
+  }
+  Served served = read_served(message);
   if (!served.endpoint.empty()) routed_->on_served_endpoint(served.endpoint);
 
   pb::CommonResponse* common = out.emplace_back().mutable_response_headers()->mutable_response();
   if (director_.options().conformance_hooks) {
-    set_header(*common->mutable_header_mutation(), protocol::kServedTestHeader,
-               served.endpoint.empty() ? served.failure : served.endpoint);
+    set_header(*common->mutable_header_mutation(), std::string(protocol::kServedTestHeader),
+               served.endpoint.empty() ? std::string(served.failure) : std::move(served.endpoint));
   }
   if (options_.emit_endpoint_scores) {
-    set_header(*common->mutable_header_mutation(), protocol::kScoresKey,
+    set_header(*common->mutable_header_mutation(), std::string(protocol::kScoresKey),
                routed_->endpoint_scores());
   }
   if (message.response_headers().end_of_stream()) {
     std::string ignored;
     routed_->on_response_body({}, true, ignored);
     response_state_ = ResponseState::kDone;
+    response_ended_ = true;
   } else {
     response_state_ = ResponseState::kBody;
   }
@@ -407,13 +555,14 @@ StreamAction StreamProcessor::on_response_body(pb::ProcessingRequest& message,
   }
   if (response_state_ == ResponseState::kDone) {
     return violation("body_after_end_of_stream",
-                     "response_body received after the response body's end_of_stream");
+                     "response_body received after the response's end_of_stream");
   }
   const bool end_of_stream = message.response_body().end_of_stream();
-  response_bytes_.clear();
-  routed_->on_response_body(message.response_body().body(), end_of_stream, response_bytes_);
-  append_body(response_bytes_, end_of_stream, /*request_direction=*/false, out);
-  if (end_of_stream) response_state_ = ResponseState::kDone;
+  append_response_bytes(message.response_body().body(), end_of_stream, end_of_stream, out);
+  if (end_of_stream) {
+    response_state_ = ResponseState::kDone;
+    response_ended_ = true;
+  }
   return StreamAction::kContinue;
 }
 
@@ -422,13 +571,19 @@ StreamAction StreamProcessor::on_response_trailers(std::vector<pb::ProcessingRes
     return violation("response_before_routing",
                      "response_trailers received before the request was routed");
   }
+  if (response_state_ == ResponseState::kAwaitHeaders) {
+    return violation("response_trailers_before_headers",
+                     "response_trailers received before response_headers");
+  }
   if (response_state_ == ResponseState::kBody) {
-    // Trailers end the body: release what is held, without end_of_stream.
-    response_bytes_.clear();
-    routed_->on_response_body({}, true, response_bytes_);
-    append_body(response_bytes_, false, /*request_direction=*/false, out);
+    // Trailers end the body: release what is held, without end_of_stream (the trailers end it).
+    append_response_bytes({}, /*end_of_input=*/true, /*end_of_stream=*/false, out);
+  } else if (response_ended_) {
+    // Answered even when unexpected: in FULL_DUPLEX_STREAMED the data plane waits for it.
+    metrics_.protocol_error("trailers_after_end_of_stream");
   }
   response_state_ = ResponseState::kDone;
+  response_ended_ = true;
   out.emplace_back().mutable_response_trailers();
   return StreamAction::kContinue;
 }
@@ -445,6 +600,8 @@ StreamAction StreamProcessor::local_reply(const Status& status,
   metrics_.immediate_response(status.http_status());
   request_state_ = RequestState::kFailed;
   response_state_ = ResponseState::kFailed;
+  local_replied_ = true;
+  body_ = std::string();
   return StreamAction::kFinishOk;
 }
 
@@ -453,6 +610,7 @@ StreamAction StreamProcessor::violation(std::string_view reason, std::string mes
   error_message_ = std::move(message);
   request_state_ = RequestState::kFailed;
   response_state_ = ResponseState::kFailed;
+  body_ = std::string();
   return StreamAction::kFinishError;
 }
 

@@ -35,8 +35,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "director/director.h"
@@ -91,7 +93,7 @@ class StreamProcessor {
   ~StreamProcessor();  // releases a routed request still in flight (finish(false))
 
   // Handles one message from the data plane; appends the answers to `out` (possibly none).
-  // The request's body bytes may be moved out of `message`.
+  // Body bytes and header names and values may be moved out of `message`.
   StreamAction on_message(pb::ProcessingRequest& message, std::vector<pb::ProcessingResponse>& out);
   // The stream ended (half-close, cancellation or transport error): releases the routed
   // request's accounting if its response did not complete. Idempotent.
@@ -110,18 +112,27 @@ class StreamProcessor {
                                   std::vector<pb::ProcessingResponse>& out);
   StreamAction on_request_body(pb::ProcessingRequest& message,
                                std::vector<pb::ProcessingResponse>& out);
-  StreamAction on_request_trailers(std::vector<pb::ProcessingResponse>& out);
+  StreamAction on_request_trailers(const pb::ProcessingRequest& message,
+                                   std::vector<pb::ProcessingResponse>& out);
   StreamAction on_response_headers(pb::ProcessingRequest& message,
                                    std::vector<pb::ProcessingResponse>& out);
   StreamAction on_response_body(pb::ProcessingRequest& message,
                                 std::vector<pb::ProcessingResponse>& out);
   StreamAction on_response_trailers(std::vector<pb::ProcessingResponse>& out);
+  // Keeps the subset hint of a request-direction message that carries one (a later one wins).
+  void note_subset(const pb::ProcessingRequest& message);
   // Routes the buffered body and appends the headers answer and the body chunks (the last with
   // `end_of_stream`).
   StreamAction route_body(bool end_of_stream, std::vector<pb::ProcessingResponse>& out);
+  // The request-headers answer; moves the stored request headers into it.
   void append_headers_answer(std::size_t body_bytes, std::vector<pb::ProcessingResponse>& out);
-  void append_body(std::string_view body, bool end_of_stream, bool request_direction,
+  // `body` as streamed_response chunks of at most body_chunk_bytes (one empty chunk when `body`
+  // is empty and `end_of_stream`; nothing when it is empty otherwise).
+  void append_body(std::string&& body, bool end_of_stream, bool request_direction,
                    std::vector<pb::ProcessingResponse>& out) const;
+  // Feeds one response chunk to the routed request and appends what it releases.
+  void append_response_bytes(std::string_view chunk, bool end_of_input, bool end_of_stream,
+                             std::vector<pb::ProcessingResponse>& out);
   StreamAction local_reply(const Status& status, std::vector<pb::ProcessingResponse>& out);
   StreamAction violation(std::string_view reason, std::string message);
 
@@ -132,10 +143,13 @@ class StreamProcessor {
   ResponseState response_state_ = ResponseState::kAwaitHeaders;
   bool first_message_ = true;
   bool body_mode_none_ = false;
+  bool request_ended_ = false;           // the data plane ended the request (eos or trailers)
+  bool response_ended_ = false;          // ... the response
+  bool local_replied_ = false;           // kFailed through a local reply (not a violation)
+  std::size_t declared_body_bytes_ = 0;  // the client's content-length, to size body_ once
   director::Headers request_headers_;
   std::optional<std::vector<std::string>> subset_;
   std::string body_;
-  std::string response_bytes_;  // reused for every response chunk
   std::optional<director::RoutedRequest> routed_;
   std::string error_message_;
   bool ended_ = false;

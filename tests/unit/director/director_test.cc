@@ -395,3 +395,31 @@ TEST(ErrorBodyTest, NamesTheReferenceErrorCodes) {
 
 }  // namespace
 }  // namespace infergate::director
+
+namespace infergate::director {
+namespace {
+
+TEST_F(DirectorTest, AllowedEndpointsNarrowTheCandidatesExactly) {
+  make_director({{"10.0.0.1", 8000}, {"10.0.0.1", 8001}, {"10.0.0.2", 8000}});
+  const std::vector<std::string> allowed{"10.0.0.1:8001"};
+  const Headers headers{{":path", "/v1/chat/completions"}};
+  const std::optional<std::vector<std::string>> no_subset;
+  for (int i = 0; i < 10; ++i) {
+    auto routed = director_->route(
+        {.headers = headers, .body = kChatBody, .subset = no_subset, .allowed = &allowed});
+    ASSERT_TRUE(routed.ok());
+    EXPECT_EQ(routed->destination(), "10.0.0.1:8001");
+    auto bodyless = director_->route_bodyless(headers, no_subset, &allowed);
+    ASSERT_TRUE(bodyless.ok());
+    EXPECT_EQ(bodyless->destination(), "10.0.0.1:8001");
+  }
+  // Within the subset hint: nothing left is a 503.
+  const std::optional<std::vector<std::string>> subset = std::vector<std::string>{"10.0.0.2"};
+  auto none = director_->route(
+      {.headers = headers, .body = kChatBody, .subset = subset, .allowed = &allowed});
+  ASSERT_FALSE(none.ok());
+  EXPECT_EQ(none.status().http_status(), 503);
+}
+
+}  // namespace
+}  // namespace infergate::director

@@ -1,0 +1,218 @@
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <csignal>
+#include <cstdlib>
+#include <future>
+#include <thread>
+
+#include "cli/commands.h"
+#include "common/duration.h"
+#include "gateway/gateway.h"
+#include "gateway/static_config.h"
+
+namespace infergate::cli {
+namespace {
+
+struct ServeFlags {
+  gateway::GatewayOptions options;
+  std::vector<std::string> endpoints;
+  std::string config_file;
+  std::string config_text;
+  std::string connect_timeout = "5s";
+  std::string first_byte_timeout = "300s";
+  std::string idle_timeout = "300s";
+  std::string request_timeout = "0";
+  std::string drain_timeout = "30s";
+  std::string refresh_metrics_interval = "50ms";
+  std::string metrics_staleness_threshold = "2s";
+  std::string ejection_cooldown = "30s";
+};
+
+// Parses a Go-style duration flag; prints the error and returns nullopt when it is not one.
+std::optional<Duration> duration_flag(std::string_view flag, const std::string& text) {
+  auto parsed = parse_duration(text);
+  if (!parsed) {
+    spdlog::error("{}: {}", flag, parsed.status().message());
+    return std::nullopt;
+  }
+  return *parsed;
+}
+
+std::chrono::milliseconds to_milliseconds(Duration duration) {
+  return std::chrono::ceil<std::chrono::milliseconds>(duration);
+}
+
+int run_serve(ServeFlags& flags) {
+  gateway::GatewayOptions options = flags.options;
+  const auto connect = duration_flag("--connect-timeout", flags.connect_timeout);
+  const auto first_byte = duration_flag("--first-byte-timeout", flags.first_byte_timeout);
+  const auto idle = duration_flag("--idle-timeout", flags.idle_timeout);
+  const auto request = duration_flag("--request-timeout", flags.request_timeout);
+  const auto drain = duration_flag("--drain-timeout", flags.drain_timeout);
+  const auto refresh = duration_flag("--refresh-metrics-interval", flags.refresh_metrics_interval);
+  const auto staleness =
+      duration_flag("--metrics-staleness-threshold", flags.metrics_staleness_threshold);
+  const auto cooldown = duration_flag("--ejection-cooldown", flags.ejection_cooldown);
+  if (!connect || !first_byte || !idle || !request || !drain || !refresh || !staleness ||
+      !cooldown) {
+    return 2;
+  }
+  if (*connect <= Duration::zero() || *first_byte <= Duration::zero() ||
+      *idle <= Duration::zero() || *refresh <= Duration::zero()) {
+    spdlog::error(
+        "--connect-timeout, --first-byte-timeout, --idle-timeout and --refresh-metrics-interval "
+        "must be greater than 0");
+    return 2;
+  }
+  if (options.proxy.max_retries < 0 || options.ejection.consecutive_failures < 0) {
+    spdlog::error("--max-retries and --ejection-failures must be >= 0");
+    return 2;
+  }
+  options.proxy.connect_timeout = to_milliseconds(*connect);
+  options.proxy.first_byte_timeout = to_milliseconds(*first_byte);
+  options.proxy.idle_timeout = to_milliseconds(*idle);
+  options.proxy.request_timeout = to_milliseconds(*request);
+  options.drain_timeout = to_milliseconds(*drain);
+  options.refresh_metrics_interval = *refresh;
+  options.metrics_staleness_threshold = *staleness;
+  options.ejection.cooldown = *cooldown;
+
+  auto endpoints = gateway::parse_endpoint_list(flags.endpoints, options.pool_name);
+  if (!endpoints) {
+    spdlog::error("{}", endpoints.status().message());
+    return 2;
+  }
+  options.endpoints = std::move(*endpoints);
+  std::string config_source;
+  auto config = gateway::load_picker_config(flags.config_file, flags.config_text, config_source);
+  if (!config) {
+    spdlog::error("{}", config.status().message());
+    return 2;
+  }
+  options.picker_config = std::move(*config);
+  spdlog::info("infergate serve: picker configuration from {}", config_source);
+
+  boost::asio::io_context signal_io(1);
+  boost::asio::signal_set signals(signal_io, SIGINT, SIGTERM);
+  gateway::Gateway gateway(std::move(options));  // throws one clear message on bad input
+  gateway.start();
+  // The first signal drains; a second one during the drain exits at once.
+  std::promise<void> first_signal;
+  signals.async_wait([&](const boost::system::error_code& error, int signal_number) {
+    if (error) return;
+    spdlog::info("infergate serve: signal {}, draining (again to exit at once)", signal_number);
+    signals.async_wait([](const boost::system::error_code& again, int) {
+      if (again) return;
+      spdlog::warn("infergate serve: second signal, exiting without draining");
+      std::_Exit(1);
+    });
+    first_signal.set_value();
+  });
+  std::thread signal_thread([&] { signal_io.run(); });
+  first_signal.get_future().wait();
+  gateway.stop();
+  signal_io.stop();
+  signal_thread.join();
+  return 0;
+}
+
+}  // namespace
+
+Runner add_serve_command(CLI::App& app) {
+  auto flags = std::make_shared<ServeFlags>();
+  gateway::GatewayOptions& options = flags->options;
+  options.workers = std::max(1u, std::thread::hardware_concurrency());
+  CLI::App* serve = app.add_subcommand(
+      "serve",
+      "Run the standalone gateway: an OpenAI-compatible HTTP proxy in front of a pool of model "
+      "servers, with the endpoint picker inside (no Envoy needed; docs/gateway.md)");
+  serve->add_option("--host", options.host, "Address to listen on")->capture_default_str();
+  serve->add_option("--port", options.port, "Port to listen on (0: any free port)")
+      ->capture_default_str();
+  serve
+      ->add_option("--endpoints", flags->endpoints,
+                   "The pool's model servers, host:port,... (IPv6: [address]:port)")
+      ->delimiter(',')
+      ->required();
+  serve
+      ->add_option("--pool-name", options.pool_name,
+                   "Name of the pool (label of the inference_pool_* metrics)")
+      ->capture_default_str();
+  auto* config_file = serve
+                          ->add_option("--config-file", flags->config_file,
+                                       "EndpointPickerConfig file (empty: GIE's default "
+                                       "configuration)")
+                          ->capture_default_str();
+  auto* config_text =
+      serve->add_option("--config-text", flags->config_text, "EndpointPickerConfig as YAML text")
+          ->capture_default_str();
+  config_file->excludes(config_text);
+  config_text->excludes(config_file);
+  serve
+      ->add_option("--workers", options.workers,
+                   "I/O threads serving clients and upstream connections (default: one per core)")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-request-body-bytes", options.max_request_body_bytes,
+                   "Larger request bodies are answered with 413 (0: no limit)")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-retries", options.proxy.max_retries,
+                   "Upstream attempts after the first: the picker's fallback endpoints, then "
+                   "re-routes without the endpoints that failed")
+      ->capture_default_str();
+  serve
+      ->add_option("--connect-timeout", flags->connect_timeout,
+                   "Time to connect to a model server (Go duration)")
+      ->capture_default_str();
+  serve
+      ->add_option("--first-byte-timeout", flags->first_byte_timeout,
+                   "Time from sending a request upstream to its response header (Go duration)")
+      ->capture_default_str();
+  serve
+      ->add_option("--idle-timeout", flags->idle_timeout,
+                   "Longest pause between two pieces of an upstream response body (Go duration)")
+      ->capture_default_str();
+  serve
+      ->add_option("--request-timeout", flags->request_timeout,
+                   "Time a whole request may take, retries and streaming included (Go "
+                   "duration; 0: no limit)")
+      ->capture_default_str();
+  serve
+      ->add_option("--drain-timeout", flags->drain_timeout,
+                   "On SIGTERM/SIGINT, time requests in flight may take to finish (Go duration)")
+      ->capture_default_str();
+  serve
+      ->add_option("--ejection-failures", options.ejection.consecutive_failures,
+                   "Consecutive failures (connect errors, resets, timeouts, 5xx) that eject an "
+                   "endpoint from picking for --ejection-cooldown (0: never eject)")
+      ->capture_default_str();
+  serve
+      ->add_option("--ejection-cooldown", flags->ejection_cooldown,
+                   "How long an ejected endpoint is left out of picking (Go duration)")
+      ->capture_default_str();
+  serve
+      ->add_option("--refresh-metrics-interval", flags->refresh_metrics_interval,
+                   "Model-server /metrics scrape period (Go duration)")
+      ->capture_default_str();
+  serve
+      ->add_option("--metrics-staleness-threshold", flags->metrics_staleness_threshold,
+                   "Scraped metrics older than this count as stale (Go duration)")
+      ->capture_default_str();
+  // Boolean flags take GIE's (Go's) spelling: --flag, --flag=true, --flag=false.
+  serve
+      ->add_flag("--access-log", options.access_log,
+                 "One JSON line per request on standard output (--access-log=false: none)")
+      ->default_str("true");
+  serve
+      ->add_flag("--emit-endpoint-scores", options.proxy.emit_endpoint_scores,
+                 "Add response headers x-gateway-destination-endpoint-scores (every candidate's "
+                 "scores) and x-gateway-destination-endpoint-served")
+      ->default_str("false");
+  return [flags] { return run_serve(*flags); };
+}
+
+}  // namespace infergate::cli

@@ -1,0 +1,539 @@
+#include "gateway/proxy.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/beast/http/verb.hpp>
+
+#include "director/protocol.h"
+#include "gateway/headers.h"
+#include "prom/registry.h"
+
+namespace infergate::gateway {
+namespace {
+
+namespace asio = boost::asio;
+namespace bhttp = boost::beast::http;
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// Named constants: GCC 12 miscompiles string literals passed straight into co_await expressions.
+constexpr std::string_view kJson = "application/json";
+constexpr std::string_view kPrometheusText = "text/plain; version=0.0.4; charset=utf-8";
+// Status logged and counted for a request whose client left before the response was complete
+// (nginx's convention; never sent).
+constexpr unsigned kClientClosed = 499;
+// A 5xx body kept to relay it in case no retry succeeds; beyond this the connection is dropped.
+constexpr std::size_t kMaxKeptErrorBodyBytes = 256 << 10;
+
+bool is_inference_path(std::string_view path) {
+  return path == "/v1/completions" || path == "/v1/chat/completions" || path == "/v1/responses" ||
+         path == "/v1/embeddings" || path == "/v1/conversations";
+}
+
+double milliseconds_between(SteadyTime from, SteadyTime to) {
+  return std::chrono::duration<double, std::milli>(to - from).count();
+}
+
+// The errors_total reason for an error the director returned.
+std::string_view director_error_reason(const Status& status) {
+  switch (status.http_status()) {
+    case 400:
+      return "bad_request";
+    case 429:
+      return "shed";
+    case 503:
+      return "no_endpoint";
+    default:
+      return "internal";
+  }
+}
+
+// What the client gets for the failure of the last attempt.
+Status final_status(const ExchangeFailure& failure, int attempts) {
+  const std::string& why = failure.status.message();
+  switch (failure.kind) {
+    case AttemptFailure::kConnectRefused:
+    case AttemptFailure::kConnectTimeout:
+      return Status::unavailable(fmt::format("no model server could be reached ({} attempt{}): {}",
+                                             attempts, attempts == 1 ? "" : "s", why));
+    case AttemptFailure::kFirstByteTimeout:
+      return Status(504, fmt::format("the model server did not answer in time: {}", why));
+    case AttemptFailure::kReset:
+    case AttemptFailure::kServerError:
+      break;
+  }
+  return Status(502, fmt::format("the model server closed the connection before answering ({} "
+                                 "attempt{}): {}",
+                                 attempts, attempts == 1 ? "" : "s", why));
+}
+
+// A whole 5xx response kept from an attempt, relayed if no retry does better.
+struct KeptResponse {
+  http::ResponseHead head;
+  std::string body;
+  std::string endpoint;
+};
+
+}  // namespace
+
+struct Proxy::RequestState {
+  SteadyTime start = std::chrono::steady_clock::now();
+  std::optional<SteadyTime> deadline;  // --request-timeout
+  std::optional<SteadyTime> first_byte;
+  AccessRecord record;
+  // Lives as long as the handler, like the on_client_gone callback that uses it.
+  UpstreamCancel cancel;
+};
+
+// Counts a request in flight for as long as its handler's frame exists (also when the frame is
+// destroyed unfinished at shutdown).
+class Proxy::InFlight {
+ public:
+  explicit InFlight(Proxy& proxy) : proxy_(proxy) {
+    proxy_.in_flight_.fetch_add(1, std::memory_order_acq_rel);
+    proxy_.metrics_.in_flight().inc();
+  }
+  ~InFlight() {
+    proxy_.metrics_.in_flight().dec();
+    proxy_.in_flight_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+ private:
+  Proxy& proxy_;
+};
+
+Proxy::Proxy(director::Director& director, UpstreamPool& pool, EndpointHealth& health,
+             GatewayMetrics& metrics, prom::Registry& registry,
+             std::shared_ptr<spdlog::logger> access_log, ProxyOptions options)
+    : director_(director),
+      pool_(pool),
+      health_(health),
+      metrics_(metrics),
+      registry_(registry),
+      access_log_(std::move(access_log)),
+      options_(options) {}
+
+http::Handler Proxy::handler() {
+  return [this](http::Request& request, http::ResponseWriter& writer) -> asio::awaitable<void> {
+    co_await handle(request, writer);
+  };
+}
+
+asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter& writer) {
+  const std::string_view target = request.target();
+  const std::string_view path = target.substr(0, target.find('?'));
+  const bhttp::verb method = request.method();
+  const bool get = method == bhttp::verb::get || method == bhttp::verb::head;
+
+  // Probes and scrapes: neither counted nor logged.
+  if (path == "/healthz" && get) {
+    const std::string body = R"({"status":"ok"})";
+    co_await writer.send(200, kJson, body);
+    co_return;
+  }
+  if (path == "/readyz" && get) {
+    co_await readyz(writer);
+    co_return;
+  }
+  if (path == "/metrics" && get) {
+    co_await writer.send(200, kPrometheusText, registry_.expose());
+    co_return;
+  }
+
+  const InFlight in_flight(*this);
+  RequestState state;
+  if (options_.request_timeout.count() > 0) state.deadline = state.start + options_.request_timeout;
+  state.record.method = std::string(request.method_string());
+  state.record.path = std::string(path);
+
+  if (is_inference_path(path) || path == "/v1/models") {
+    const bool models = path == "/v1/models";
+    if (models ? !get : method != bhttp::verb::post) {
+      const Status status(405, fmt::format("method {} is not allowed for {}; use {}",
+                                           request.method_string(), path, models ? "GET" : "POST"));
+      co_await reply_error(state, writer, status, "method_not_allowed", false);
+    } else if (models) {
+      const std::optional<std::vector<std::string>> no_subset;
+      RouteFunction route = [this, &no_subset](const director::Headers& headers,
+                                               const std::vector<std::string>* allowed) {
+        return director_.route_bodyless(headers, no_subset, allowed);
+      };
+      co_await forward(state, request, writer, director_headers(request), route);
+    } else {
+      const std::optional<std::vector<std::string>> no_subset;
+      const std::string_view body = request.body();
+      RouteFunction route = [this, &no_subset, body](const director::Headers& headers,
+                                                     const std::vector<std::string>* allowed) {
+        return director_.route(
+            {.headers = headers, .body = body, .subset = no_subset, .allowed = allowed});
+      };
+      co_await forward(state, request, writer, director_headers(request), route);
+    }
+  } else {
+    const Status status =
+        Status::not_found(fmt::format("no route for {} {}; the gateway serves POST "
+                                      "/v1/completions, /v1/chat/completions, /v1/responses, "
+                                      "/v1/embeddings, /v1/conversations and GET /v1/models",
+                                      request.method_string(), path));
+    co_await reply_error(state, writer, status, "not_found", false);
+  }
+  finish(state);
+}
+
+asio::awaitable<void> Proxy::readyz(http::ResponseWriter& writer) {
+  const auto snapshot = director_.datastore().snapshot();
+  const TimePoint now = director_.clock().now();
+  std::size_t ready = 0;
+  for (const auto& endpoint : snapshot->endpoints) {
+    if (endpoint.fresh_metrics(now, options_.metrics_staleness_threshold)) ++ready;
+  }
+  const bool draining = draining_.load(std::memory_order_acquire);
+  const unsigned status = ready > 0 && !draining ? 200 : 503;
+  std::string body = fmt::format(R"({{"status":"{}","endpoints_ready":{},"endpoints":{}}})",
+                                 draining    ? "draining"
+                                 : ready > 0 ? "ready"
+                                             : "no endpoint has fresh metrics",
+                                 ready, snapshot->endpoints.size());
+  co_await writer.send(status, kJson, std::move(body));
+}
+
+std::optional<std::vector<std::string>> Proxy::allowed_endpoints(
+    const std::vector<std::string>& attempted) const {
+  const std::vector<std::string> ejected = health_.ejected();
+  if (ejected.empty() && attempted.empty()) {
+    return std::vector<std::string>();  // the common case: no lock, no list
+  }
+  std::vector<std::string> pool;
+  const auto snapshot = director_.datastore().snapshot();
+  pool.reserve(snapshot->endpoints.size());
+  for (const auto& endpoint : snapshot->endpoints) pool.push_back(endpoint.info->host_port);
+  std::vector<std::string> allowed = allowed_candidates(pool, ejected, attempted);
+  if (allowed.empty()) return std::nullopt;
+  if (allowed.size() == pool.size()) allowed.clear();
+  return allowed;
+}
+
+void Proxy::record_failure(const std::string& host_port, AttemptFailure failure) {
+  metrics_.count_error(failure_name(failure));
+  if (health_.record_failure(host_port)) {
+    metrics_.count_ejection(host_port);
+    spdlog::warn(
+        "gateway: endpoint {} ejected for a cool-down after consecutive failures (last: "
+        "{})",
+        host_port, failure_name(failure));
+  }
+}
+
+std::chrono::milliseconds Proxy::budget(const RequestState& state,
+                                        std::chrono::milliseconds step) const {
+  if (!state.deadline) return step;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      *state.deadline - std::chrono::steady_clock::now());
+  return std::clamp(left, std::chrono::milliseconds(1), step);
+}
+
+asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& request,
+                                     http::ResponseWriter& writer, director::Headers headers,
+                                     const RouteFunction& route) {
+  // Ejected endpoints sit out (an empty pool is the director's to report).
+  std::vector<std::string> allowed = allowed_endpoints({}).value_or(std::vector<std::string>());
+  Result<director::RoutedRequest> first_route =
+      route(headers, allowed.empty() ? nullptr : &allowed);
+  if (!first_route) {
+    co_await reply_error(state, writer, first_route.status(),
+                         director_error_reason(first_route.status()), true);
+    co_return;
+  }
+  director::RoutedRequest routed = std::move(*first_route);
+  state.record.request_id = routed.request_id();
+  state.record.model = routed.incoming_model();
+  state.record.target_model = routed.target_model();
+  const bool has_body = !request.body().empty() || request.method() == bhttp::verb::post;
+  const bool request_id_generated = routed.request_id_generated();
+  if (request_id_generated) {
+    // Re-routes keep the id, and the model server sees it.
+    set_director_header(headers, director::protocol::kRequestIdHeader, routed.request_id());
+  }
+  auto build_upstream_request = [&](director::RoutedRequest& from) {
+    http::Request upstream(request.method(), request.target(), 11);
+    copy_forwarded_headers(request, upstream);
+    if (request_id_generated) {
+      upstream.set(std::string(director::protocol::kRequestIdHeader), from.request_id());
+    }
+    if (has_body) upstream.body() = from.take_body();
+    upstream.keep_alive(true);
+    upstream.prepare_payload();
+    return upstream;
+  };
+  http::Request prototype = build_upstream_request(routed);
+
+  UpstreamCancel& cancel = state.cancel;
+  writer.on_client_gone([&cancel] { cancel.cancel(); });
+
+  AttemptPlan plan(options_.max_retries);
+  plan.set_destinations(routed.destination());
+  std::optional<ExchangeFailure> last_failure;
+  std::optional<KeptResponse> kept_response;
+  bool timed_out = false;
+  while (true) {
+    std::optional<std::string> next = plan.next();
+    if (!next) {
+      if (plan.attempted().empty() || !plan.can_retry()) break;
+      // The destination list is used up: ask the director again, without what failed.
+      std::optional<std::vector<std::string>> candidates = allowed_endpoints(plan.attempted());
+      if (!candidates) break;  // nothing left that has not failed or been ejected
+      allowed = std::move(*candidates);
+      Result<director::RoutedRequest> rerouted =
+          route(headers, allowed.empty() ? nullptr : &allowed);
+      if (!rerouted) break;  // counted by the director; the last failure answers the client
+      routed = std::move(*rerouted);
+      state.record.target_model = routed.target_model();
+      plan.set_destinations(routed.destination());
+      prototype = build_upstream_request(routed);
+      continue;
+    }
+    const std::optional<UpstreamEndpoint> endpoint = parse_upstream_endpoint(*next);
+    if (!plan.attempted().empty()) metrics_.count_retry();
+    plan.record_attempt(*next);
+    ++state.record.attempts;
+    if (!endpoint) {
+      spdlog::error("gateway: the picker named an unusable endpoint \"{}\"", *next);
+      continue;
+    }
+    if (state.deadline && std::chrono::steady_clock::now() >= *state.deadline) {
+      timed_out = true;
+      break;
+    }
+    ExchangeTimeouts timeouts{.connect = budget(state, options_.connect_timeout),
+                              .first_byte = budget(state, options_.first_byte_timeout)};
+    auto outcome =
+        co_await pool_.start_exchange(current_shard(), *endpoint, prototype, timeouts, cancel);
+    if (cancel.cancelled() || writer.client_gone()) {
+      client_gone(state, &routed);
+      co_return;
+    }
+    if (auto* failure = std::get_if<ExchangeFailure>(&outcome)) {
+      spdlog::debug("gateway: request {} attempt {} at {} failed: {}", routed.request_id(),
+                    state.record.attempts, *next, failure->status.message());
+      record_failure(*next, failure->kind);
+      state.record.error = failure->status.message();
+      last_failure = std::move(*failure);
+      kept_response.reset();
+      if (!is_retryable(last_failure->kind)) break;
+      continue;
+    }
+    UpstreamExchange& exchange = std::get<UpstreamExchange>(outcome);
+    if (exchange.head.status >= 500 && plan.can_retry()) {
+      // Keep the error (small, usually JSON) in case no other endpoint does better.
+      KeptResponse kept{.head = std::move(exchange.head), .body = {}, .endpoint = *next};
+      cancel.set_active(exchange.connection.get());
+      bool complete = false;
+      while (kept.body.size() <= kMaxKeptErrorBodyBytes) {
+        Result<std::size_t> read = co_await exchange.connection->read_body_some(
+            kept.body, budget(state, options_.idle_timeout));
+        if (!read.ok() || *read == 0) {
+          complete = read.ok();
+          break;
+        }
+      }
+      cancel.set_active(nullptr);
+      if (cancel.cancelled() || writer.client_gone()) {
+        client_gone(state, &routed);
+        co_return;
+      }
+      if (complete) pool_.release(current_shard(), *next, std::move(exchange.connection));
+      record_failure(*next, AttemptFailure::kServerError);
+      state.record.error = fmt::format("{} answered {}", *next, kept.head.status);
+      if (!complete) {
+        kept_response.reset();
+        last_failure = ExchangeFailure{AttemptFailure::kReset,
+                                       Status(502, fmt::format("{} answered {} with an unreadable "
+                                                               "body",
+                                                               *next, kept.head.status))};
+      } else {
+        kept_response = std::move(kept);
+        last_failure.reset();
+      }
+      continue;
+    }
+    if (exchange.head.status >= 500) {
+      record_failure(*next, AttemptFailure::kServerError);
+      if (plan.attempted().size() > 1) metrics_.count_error("all_attempts_failed");
+    } else {
+      health_.record_success(*next);
+    }
+    co_await relay(state, writer, routed, exchange, cancel, *endpoint);
+    co_return;
+  }
+
+  // Every attempt failed (or there was nowhere to go).
+  if (plan.attempted().size() > 1) metrics_.count_error("all_attempts_failed");
+  if (kept_response) {
+    // The model server's own error, relayed as it was sent.
+    const http::ResponseHead& head = kept_response->head;
+    routed.on_response_headers(director_response_headers(head));
+    routed.on_served_endpoint(kept_response->endpoint);
+    std::string body;
+    routed.on_response_body(kept_response->body, true, body);
+    const std::string content_type(http::find_header(head.headers, "content-type").value_or(""));
+    http::Headers extra = relayed_response_headers(head.headers);
+    state.record.status = head.status;
+    state.record.endpoint = kept_response->endpoint;
+    co_await writer.send(head.status, content_type, std::move(body), std::move(extra));
+    co_return;
+  }
+  routed.finish(false);
+  if (timed_out || !last_failure) {
+    const Status status = timed_out
+                              ? Status(504, fmt::format("the request did not complete within {} ms",
+                                                        options_.request_timeout.count()))
+                              : Status::unavailable("no endpoint left to try");
+    co_await reply_error(state, writer, status, timed_out ? "upstream_timeout" : "no_endpoint",
+                         false);
+    co_return;
+  }
+  const Status status = final_status(*last_failure, state.record.attempts);
+  // The attempt's reason was counted already; the director counts the answer.
+  director_.count_error(status, state.record.model, state.record.target_model);
+  state.record.status = static_cast<unsigned>(status.http_status());
+  state.record.error = status.message();
+  std::string body = status.to_openai_json();
+  co_await writer.send(static_cast<unsigned>(status.http_status()), kJson, std::move(body));
+}
+
+asio::awaitable<void> Proxy::relay(RequestState& state, http::ResponseWriter& writer,
+                                   director::RoutedRequest& routed, UpstreamExchange& exchange,
+                                   UpstreamCancel& cancel, const UpstreamEndpoint& endpoint) {
+  const http::ResponseHead& head = exchange.head;
+  routed.on_response_headers(director_response_headers(head));
+  routed.on_served_endpoint(endpoint.host_port);
+  state.record.endpoint = endpoint.host_port;
+  state.record.status = head.status;
+  state.record.error.clear();
+  const std::string content_type(http::find_header(head.headers, "content-type").value_or(""));
+  http::Headers extra = relayed_response_headers(head.headers);
+  if (options_.emit_endpoint_scores) {
+    extra.emplace_back(std::string(director::protocol::kScoresKey), routed.endpoint_scores());
+    extra.emplace_back(std::string(kServedHeader), endpoint.host_port);
+  }
+  const bool streaming = routed.streaming() || is_event_stream(content_type);
+
+  http::ClientConnection& upstream = *exchange.connection;
+  cancel.set_active(&upstream);
+  std::string chunk;
+  std::string out;
+  std::string whole;  // a response sent with Content-Length
+  bool begun = false;
+  while (true) {
+    chunk.clear();
+    Result<std::size_t> read =
+        co_await upstream.read_body_some(chunk, budget(state, options_.idle_timeout));
+    if (cancel.cancelled() || writer.client_gone()) {
+      cancel.set_active(nullptr);
+      client_gone(state, &routed);
+      co_return;
+    }
+    if (!read.ok()) {
+      cancel.set_active(nullptr);
+      routed.finish(false);
+      const bool timeout = read.status().http_status() == 504;
+      record_failure(endpoint.host_port,
+                     timeout ? AttemptFailure::kFirstByteTimeout : AttemptFailure::kReset);
+      const Status status(
+          timeout ? 504 : 502,
+          fmt::format("the model server's response broke off: {}", read.status().message()));
+      if (!begun) {
+        co_await reply_error(state, writer, status, timeout ? "upstream_timeout" : "upstream_reset",
+                             false);
+      } else {
+        // Bytes went out already: the stream is left unterminated, which the client sees as a
+        // truncated response.
+        director_.count_error(status, state.record.model, state.record.target_model);
+        state.record.error = status.message();
+      }
+      co_return;
+    }
+    const bool end_of_stream = *read == 0;
+    if (!chunk.empty() && !state.first_byte) state.first_byte = std::chrono::steady_clock::now();
+    out.clear();
+    if (!chunk.empty() || end_of_stream) routed.on_response_body(chunk, end_of_stream, out);
+    if (streaming) {
+      if (!begun && (!out.empty() || end_of_stream)) {
+        begun = true;
+        if (!co_await writer.begin_stream(head.status, content_type, extra)) {
+          cancel.set_active(nullptr);
+          client_gone(state, &routed);
+          co_return;
+        }
+      }
+      if (!out.empty() && !co_await writer.write_chunk(out)) {
+        cancel.set_active(nullptr);
+        client_gone(state, &routed);
+        co_return;
+      }
+    } else {
+      whole.append(out);
+    }
+    if (end_of_stream) break;
+  }
+  cancel.set_active(nullptr);
+  pool_.release(current_shard(), endpoint.host_port, std::move(exchange.connection));
+  if (routed.usage()) {
+    state.record.prompt_tokens = routed.usage()->prompt_tokens;
+    state.record.completion_tokens = routed.usage()->completion_tokens;
+  }
+  bool sent = false;
+  if (streaming) {
+    sent = co_await writer.end_stream();
+  } else {
+    sent = co_await writer.send(head.status, content_type, std::move(whole), std::move(extra));
+  }
+  if (!sent) {
+    metrics_.count_error("client_disconnected");
+    state.record.status = kClientClosed;
+  }
+}
+
+void Proxy::client_gone(RequestState& state, director::RoutedRequest* routed) {
+  if (routed != nullptr) routed->finish(false);
+  metrics_.count_error("client_disconnected");
+  state.record.status = kClientClosed;
+  state.record.error = "client closed the connection";
+}
+
+asio::awaitable<void> Proxy::reply_error(RequestState& state, http::ResponseWriter& writer,
+                                         const Status& status, std::string_view reason,
+                                         bool counted_by_director) {
+  metrics_.count_error(reason);
+  if (!counted_by_director) {
+    director_.count_error(status, state.record.model, state.record.target_model);
+  }
+  state.record.status = static_cast<unsigned>(status.http_status());
+  state.record.error = status.message();
+  std::string body = status.to_openai_json();
+  const bool sent =
+      co_await writer.send(static_cast<unsigned>(status.http_status()), kJson, std::move(body));
+  if (!sent) state.record.status = kClientClosed;
+}
+
+void Proxy::finish(RequestState& state) {
+  const SteadyTime end = std::chrono::steady_clock::now();
+  AccessRecord& record = state.record;
+  if (record.status == 0) record.status = 500;
+  record.duration_ms = milliseconds_between(state.start, end);
+  if (state.first_byte) record.ttft_ms = milliseconds_between(state.start, *state.first_byte);
+  metrics_.count_request(record.status);
+  metrics_.observe_duration(record.duration_ms / 1000.0);
+  if (record.ttft_ms && record.status < 300) metrics_.observe_ttft(*record.ttft_ms / 1000.0);
+  if (access_log_) {
+    const auto unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::system_clock::now().time_since_epoch())
+                             .count();
+    access_log_->info("{}", format_access_log(record, unix_ms));
+  }
+}
+
+}  // namespace infergate::gateway

@@ -1,0 +1,151 @@
+#include "gateway/headers.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/beast/http/verb.hpp>
+
+namespace infergate::gateway {
+namespace {
+
+namespace bhttp = boost::beast::http;
+
+http::Request request_with(const http::Headers& fields) {
+  http::Request request(bhttp::verb::post, "/v1/chat/completions?trace=1", 11);
+  for (const auto& [name, value] : fields) request.insert(name, value);
+  request.body() = "{}";
+  return request;
+}
+
+std::vector<std::string> names(const http::Request& request) {
+  std::vector<std::string> out;
+  for (const auto& field : request) out.emplace_back(field.name_string());
+  return out;
+}
+
+TEST(DirectorHeaders, PseudoHeadersFirstThenLowerCasedFieldsWithoutReservedOnes) {
+  const http::Request request = request_with({
+      {"Host", "gateway.example:8080"},
+      {"Content-Type", "application/json"},
+      {"X-Gateway-Destination-Endpoint", "10.0.0.66:8000"},  // a client trying to steer
+      {"test-epp-endpoint-selection", "10.0.0.66:8000"},
+      {"X-Gateway-Destination-Endpoint-Served", "x"},
+      {"X-Gateway-Model-Name-Rewrite", "llama-v2"},  // the director reads this one
+      {"X-Request-Id", "abc"},
+  });
+  const director::Headers expected = {
+      {":method", "POST"},
+      {":path", "/v1/chat/completions?trace=1"},
+      {":authority", "gateway.example:8080"},
+      {"host", "gateway.example:8080"},
+      {"content-type", "application/json"},
+      {"x-gateway-model-name-rewrite", "llama-v2"},
+      {"x-request-id", "abc"},
+  };
+  EXPECT_EQ(director_headers(request), expected);
+}
+
+TEST(DirectorHeaders, SetReplacesAndEmptyRemoves) {
+  director::Headers headers = {{"a", "1"}, {"b", "2"}, {"a", "3"}};
+  set_director_header(headers, "a", "9");
+  EXPECT_EQ(headers, (director::Headers{{"b", "2"}, {"a", "9"}}));
+  set_director_header(headers, "a", "");
+  EXPECT_EQ(headers, (director::Headers{{"b", "2"}}));
+}
+
+// One row per client header: forwarded to the model server or not.
+struct ForwardCase {
+  std::string description;
+  std::string name;
+  std::string value;
+  bool forwarded;
+};
+
+TEST(ForwardedHeaders, Table) {
+  const std::vector<ForwardCase> cases = {
+      {"content type is the body's", "Content-Type", "application/json", true},
+      {"authorization goes to the model server", "Authorization", "Bearer sk-1", true},
+      {"request id", "x-request-id", "abc", true},
+      {"arbitrary application header", "X-Tenant", "blue", true},
+      {"host is the upstream's, set by the client connection", "Host", "gw:8080", false},
+      {"length is recomputed for the rewritten body", "Content-Length", "2", false},
+      {"connection is hop-by-hop", "Connection", "keep-alive, X-Hop", false},
+      {"a field named by Connection is hop-by-hop", "X-Hop", "1", false},
+      {"keep-alive", "Keep-Alive", "timeout=5", false},
+      {"te", "TE", "trailers", false},
+      {"upgrade", "Upgrade", "h2c", false},
+      {"proxy authorization", "Proxy-Authorization", "Basic x", false},
+      {"transfer encoding", "Transfer-Encoding", "chunked", false},
+      {"expect (the body is already here)", "Expect", "100-continue", false},
+      {"destination is the picker's", "x-gateway-destination-endpoint", "10.0.0.1:8000", false},
+      {"objective is consumed by the picker", "x-gateway-inference-objective", "batch", false},
+      {"rewrite is consumed by the picker", "x-gateway-model-name-rewrite", "llama-v2", false},
+      {"fairness id is consumed by the picker", "x-gateway-inference-fairness-id", "t1", false},
+      {"llm-d spelling of the objective", "x-llm-d-inference-objective", "batch", false},
+      {"the gateway's own candidate header", "test-epp-endpoint-selection", "x:1", false},
+  };
+  http::Headers fields;
+  for (const auto& row : cases) fields.emplace_back(row.name, row.value);
+  const http::Request client = request_with(fields);
+  http::Request upstream(bhttp::verb::post, "/v1/chat/completions", 11);
+  copy_forwarded_headers(client, upstream);
+  const std::vector<std::string> forwarded = names(upstream);
+  for (const auto& row : cases) {
+    const bool present = std::find(forwarded.begin(), forwarded.end(), row.name) != forwarded.end();
+    EXPECT_EQ(present, row.forwarded) << row.description << " (" << row.name << ")";
+  }
+  // Spelling and order kept.
+  EXPECT_EQ(forwarded, (std::vector<std::string>{"Content-Type", "Authorization", "x-request-id",
+                                                 "X-Tenant"}));
+}
+
+TEST(RelayedResponseHeaders, DropsFramingHopByHopServerAndControlHeaders) {
+  const http::Headers upstream = {
+      {"Date", "Tue, 01 Jan 2030 00:00:00 GMT"},
+      {"Server", "uvicorn"},
+      {"Content-Type", "text/event-stream"},
+      {"Content-Length", "120"},
+      {"Transfer-Encoding", "chunked"},
+      {"Connection", "close, X-Internal"},
+      {"X-Internal", "1"},
+      {"x-gateway-destination-endpoint", "10.0.0.1:8000"},
+      {"X-Inference-Pod", "vllm-0"},
+      {"x-request-id", "abc"},
+  };
+  const http::Headers expected = {
+      {"Date", "Tue, 01 Jan 2030 00:00:00 GMT"},
+      {"X-Inference-Pod", "vllm-0"},
+      {"x-request-id", "abc"},
+  };
+  EXPECT_EQ(relayed_response_headers(upstream), expected);
+}
+
+TEST(DirectorResponseHeaders, StatusFirstThenLowerCased) {
+  http::ResponseHead head;
+  head.status = 503;
+  head.headers = {{"Content-Type", "application/json"}, {"X-A", "b"}};
+  EXPECT_EQ(
+      director_response_headers(head),
+      (director::Headers{{":status", "503"}, {"content-type", "application/json"}, {"x-a", "b"}}));
+}
+
+TEST(EventStream, MediaTypeMatchIgnoresParametersAndCase) {
+  EXPECT_TRUE(is_event_stream("text/event-stream"));
+  EXPECT_TRUE(is_event_stream("Text/Event-Stream; charset=utf-8"));
+  EXPECT_TRUE(is_event_stream(" text/event-stream ;x=y"));
+  EXPECT_FALSE(is_event_stream("application/json"));
+  EXPECT_FALSE(is_event_stream("text/event-stream-ish"));
+  EXPECT_FALSE(is_event_stream(""));
+}
+
+TEST(HopByHop, KnownNames) {
+  for (std::string_view name :
+       {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+        "proxy-authorization", "proxy-authenticate", "transfer-encoding"}) {
+    EXPECT_TRUE(is_hop_by_hop(name)) << name;
+  }
+  EXPECT_FALSE(is_hop_by_hop("content-type"));
+  EXPECT_FALSE(is_hop_by_hop("authorization"));
+}
+
+}  // namespace
+}  // namespace infergate::gateway
