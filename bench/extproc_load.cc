@@ -20,6 +20,12 @@
 // request before Envoy could forward it). With --epp-pid, the EPP's CPU seconds in the window
 // (utime + stime of /proc/PID/stat) and decisions per EPP CPU-second.
 //
+// --response-delay-ms holds each stream between the request body's last answer and the response
+// headers, like a model server computing its answer, so that N streams offer about
+// N / delay requests per second instead of saturating the EPP. --null-server serves a minimal
+// ext_proc server instead (the gRPC floor under the EPP). Plaintext h2c by default; --tls speaks
+// TLS without verifying the certificate (grpc++'s experimental TlsCredentials).
+//
 // Any ImmediateResponse, unexpected message, missing destination or non-OK gRPC status counts as
 // an error; the first few are printed. Every stream has a deadline (--stream-timeout-ms).
 
@@ -37,6 +43,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <fstream>
 #include <functional>
@@ -48,7 +55,6 @@
 #include <sstream>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "bench/stats.h"
@@ -164,8 +170,8 @@ std::optional<double> process_cpu_seconds(int pid) {
   std::ifstream file(fmt::format("/proc/{}/stat", pid));
   std::string line;
   if (!file || !std::getline(file, line)) return std::nullopt;
-  // Fields after the command name (which may hold spaces) start after the last ')'; utime and
-  // stime are fields 14 and 15, i.e. the 12th and 13th after the state field.
+  // The command name may hold spaces: count from the last ')', after which comes field 3 (state);
+  // utime and stime are fields 14 and 15 (proc(5)).
   const std::size_t close = line.rfind(')');
   if (close == std::string::npos) return std::nullopt;
   std::istringstream fields(line.substr(close + 2));
@@ -250,8 +256,9 @@ class Driver {
   void start();
   void begin_window();
   void end_window();
-  // Stops opening streams and waits for the open ones (cancelling them after `grace`).
-  void stop(std::chrono::milliseconds grace);
+  // Stops opening streams and waits for the open ones (cancelling them after `grace`, then
+  // waiting 5 s more). False if some are still open: the caller must then not destroy the Driver.
+  bool stop(std::chrono::milliseconds grace);
 
   // Called by a stream in OnDone (any gRPC thread). `error` is empty on success.
   void on_stream_done(Stream* stream, std::int64_t start_ns, std::int64_t end_ns,
@@ -674,7 +681,7 @@ void Driver::end_window() {
   client_cpu_end_ = own_cpu_seconds();
 }
 
-void Driver::stop(std::chrono::milliseconds grace) {
+bool Driver::stop(std::chrono::milliseconds grace) {
   stopping_ = true;
   std::unique_lock lock(mutex_);
   if (!drained_.wait_for(lock, grace, [this] { return live_.empty(); })) {
@@ -683,8 +690,9 @@ void Driver::stop(std::chrono::milliseconds grace) {
     for (Stream* stream : open) {
       if (live_.contains(stream)) stream->cancel();  // not yet finished by an earlier cancel
     }
-    drained_.wait_for(lock, std::chrono::seconds(5), [this] { return live_.empty(); });
+    return drained_.wait_for(lock, std::chrono::seconds(5), [this] { return live_.empty(); });
   }
+  return true;
 }
 
 void Driver::on_stream_done(Stream* stream, std::int64_t start_ns, std::int64_t end_ns,
@@ -955,13 +963,21 @@ int run(const Options& options) {
   driver.begin_window();
   std::this_thread::sleep_for(std::chrono::duration<double>(options.duration_s));
   driver.end_window();
-  driver.stop(std::chrono::milliseconds(options.stream_timeout_ms + 1000));
+  const bool drained = driver.stop(std::chrono::milliseconds(options.stream_timeout_ms + 1000));
   const Driver::Report report = driver.report();
   print_report(options, report, driver.body_template(0).body.size());
   for (const std::string& error : report.first_errors) {
     fmt::print(stderr, "error: {}\n", error);
   }
-  return report.completed > 0 && report.errors == 0 ? 0 : 3;
+  const int status = report.completed > 0 && report.errors == 0 ? 0 : 3;
+  if (!drained) {
+    // Streams that ignore cancellation still point at the Driver: leave without destroying it.
+    fmt::print(stderr, "extproc_load: streams still open after cancellation; exiting\n");
+    std::fflush(stdout);
+    std::fflush(stderr);
+    std::_Exit(status);
+  }
+  return status;
 }
 
 }  // namespace

@@ -607,6 +607,8 @@ StreamAction StreamProcessor::local_reply(const Status& status,
 
 StreamAction StreamProcessor::violation(std::string_view reason, std::string message) {
   metrics_.protocol_error(reason);
+  // The exchange is over: release the in-flight accounting now rather than at the stream's end.
+  if (routed_ && !routed_->finished()) routed_->finish(false);
   error_message_ = std::move(message);
   request_state_ = RequestState::kFailed;
   response_state_ = ResponseState::kFailed;

@@ -7,7 +7,8 @@
 //
 // Request direction:  kAwaitHeaders → kBody (buffering until end_of_stream) → kRouted
 // Response direction: kAwaitHeaders → kBody → kDone
-// Any direction → kFailed after a local reply (ImmediateResponse); later messages are dropped.
+// Any direction → kFailed after a local reply (ImmediateResponse) or a protocol violation; later
+// messages are dropped (counted). The full message × state table is at the top of the .cc file.
 //
 // Answers, per direction always in the order headers → body chunks → trailers:
 // - request_headers with end_of_stream (no body), or body mode NONE: routed at once
@@ -24,13 +25,16 @@
 //   metadata_context["envoy.lb"]["x-gateway-destination-endpoint-served"].
 // - response_body: each chunk answered with what RoutedRequest::on_response_body gives (nothing
 //   while it buffers), the last with end_of_stream; response_trailers answered with an empty
-//   TrailersResponse after the body answers.
+//   TrailersResponse after the body answers. Trailers arriving after their direction ended are
+//   still answered (and counted), since in FULL_DUPLEX_STREAMED the data plane waits for it.
 // - errors: ImmediateResponse with the Status's code, body director::error_body() (text/plain),
-//   details "inference_error_<Code>": 400 unreadable body, 413 body over max_body_bytes, 429 shed
-//   or filtered out, 503 no candidates, 500 internal.
+//   details "inference_error_<Code>": 400 unreadable body, 413 body over max_body_bytes (as
+//   declared by content-length, or as received), 429 shed or filtered out, 503 no candidates, 500
+//   internal.
 // - protocol violations (a message the state does not allow, e.g. a body before headers, a second
 //   request_headers, a body mode other than FULL_DUPLEX_STREAMED/NONE) end the stream with a gRPC
-//   error (StreamAction::kFinishError) whose message names the violation.
+//   error (StreamAction::kFinishError) whose message names the violation; a routed request is
+//   released (finish(false)) at once.
 // - messages with observability_mode set are processed but never answered.
 
 #include <cstddef>
