@@ -144,8 +144,9 @@ class EnvoyStream {
       pb::ProcessingRequest chunk;
       chunk.mutable_request_body()->set_body(body.substr(offset, chunk_bytes));
       chunk.mutable_request_body()->set_end_of_stream(offset + chunk_bytes >= body.size());
-      EXPECT_TRUE(stream_->Write(chunk));
-      if (body.empty()) break;
+      // The EPP may answer before the body ends (a 413 for a declared content-length over the
+      // limit) and finish the stream; like Envoy, stop sending then and read its answer.
+      if (!stream_->Write(chunk) || body.empty()) break;
     }
 
     RoutedAnswer answer;
