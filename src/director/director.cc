@@ -7,6 +7,7 @@
 #include <random>
 
 #include "common/random.h"
+#include "common/text.h"
 #include "director/metrics.h"
 #include "director/protocol.h"
 #include "scheduling/admission.h"
@@ -55,12 +56,6 @@ bool has_port(std::string_view entry) {
   }
   const auto colon = entry.find(':');
   return colon != std::string_view::npos && entry.find(':', colon + 1) == std::string_view::npos;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
 }
 
 // Per-thread scheduling scratch: the cycle state keeps the prompt's hash buffers between requests.
@@ -326,7 +321,7 @@ void Director::candidates(const datastore::Snapshot& snapshot, const Headers& he
       std::string_view rest = *selection;
       while (!rest.empty()) {
         const auto comma = rest.find(',');
-        const std::string_view entry = trim(rest.substr(0, comma));
+        const std::string_view entry = trim_blanks(rest.substr(0, comma));
         if (!entry.empty()) entries.push_back(entry);
         rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
       }

@@ -4,6 +4,7 @@
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 
+#include "common/text.h"
 #include "director/protocol.h"
 
 namespace infergate::gateway {
@@ -17,12 +18,6 @@ std::string lower(std::string_view text) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
 }
 
 // Headers a client may not set: the gateway (or the picker) owns them.
@@ -41,7 +36,7 @@ bool named_by_connection(const Fields& fields, std::string_view lower_case_name)
     std::string_view rest = value;
     while (!rest.empty()) {
       const auto comma = rest.find(',');
-      if (boost::beast::iequals(trim(rest.substr(0, comma)), lower_case_name)) return true;
+      if (boost::beast::iequals(trim_blanks(rest.substr(0, comma)), lower_case_name)) return true;
       rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
     }
   }
@@ -138,7 +133,7 @@ director::Headers director_response_headers(const http::ResponseHead& head) {
 }
 
 bool is_event_stream(std::string_view content_type) {
-  const std::string_view media_type = trim(content_type.substr(0, content_type.find(';')));
+  const std::string_view media_type = trim_blanks(content_type.substr(0, content_type.find(';')));
   return boost::beast::iequals(media_type, "text/event-stream");
 }
 

@@ -2,14 +2,10 @@
 
 #include <algorithm>
 
+#include "common/text.h"
+
 namespace infergate::gateway {
 namespace {
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 bool contains(const std::vector<std::string>& list, std::string_view value) {
   return std::find(list.begin(), list.end(), value) != list.end();
@@ -118,7 +114,7 @@ void AttemptPlan::set_destinations(std::string_view destination_list) {
   std::string_view rest = destination_list;
   while (!rest.empty()) {
     const auto comma = rest.find(',');
-    const std::string_view entry = trim(rest.substr(0, comma));
+    const std::string_view entry = trim_blanks(rest.substr(0, comma));
     if (!entry.empty()) pending_.emplace_back(entry);
     rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
   }

@@ -9,18 +9,11 @@
 
 #include "api/decode.h"
 #include "api/endpoint_picker_config.h"
+#include "common/text.h"
 #include "gateway/upstream_pool.h"
 
 namespace infergate::gateway {
-namespace {
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Result<std::vector<datastore::EndpointSpec>> parse_endpoint_list(
     const std::vector<std::string>& entries, std::string_view pool_name,
@@ -31,7 +24,7 @@ Result<std::vector<datastore::EndpointSpec>> parse_endpoint_list(
     std::string_view rest = argument;
     while (!rest.empty()) {
       const auto comma = rest.find(',');
-      const std::string_view entry = trim(rest.substr(0, comma));
+      const std::string_view entry = trim_blanks(rest.substr(0, comma));
       rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
       if (entry.empty()) continue;
       const auto parsed = parse_upstream_endpoint(entry);

@@ -1,5 +1,6 @@
 #include <algorithm>
 
+#include "common/text.h"
 #include "scheduling/plugin_registry.h"
 #include "scheduling/plugins/plugins.h"
 
@@ -7,12 +8,6 @@ namespace infergate::scheduling::plugins {
 namespace {
 
 constexpr std::string_view kSelectionHeader = "test-epp-endpoint-selection";
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  return text;
-}
 
 // header-based-testing-filter (conformance tests only): keeps the endpoints whose address, or
 // exact address:port, is listed in the request header test-epp-endpoint-selection (a comma list);
@@ -28,7 +23,7 @@ class HeaderBasedTestingFilter final : public Filter {
       std::string_view rest = header;
       while (!rest.empty()) {
         const auto comma = rest.find(',');
-        const std::string_view item = trim(rest.substr(0, comma));
+        const std::string_view item = trim_blanks(rest.substr(0, comma));
         rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
         if (item == info.spec.address || item == info.host_port) return false;
       }
