@@ -8,6 +8,7 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <utility>
@@ -937,6 +938,358 @@ EndpointPickerConfig decode_picker_config(Fields& top, Sink& sink, const std::st
   return config;
 }
 
+// ---- Gateway API: Gateway, HTTPRoute
+// -------------------------------------------------------------
+
+// A field infergate recognises but does not implement: an error naming it, so that a route never
+// behaves differently from what its author wrote.
+void not_supported(Sink& sink, Fields& fields, std::string_view key, std::string_view why) {
+  if (fields.get(key) != nullptr) {
+    sink.field(fields.path(key), "not supported by infergate (" + std::string(why) + ")");
+  }
+}
+
+// A Gateway API Duration (GEP-2257): 1 to 4 groups of 1-5 digits and a unit h, m, s or ms.
+std::optional<std::chrono::nanoseconds> read_gateway_duration(Sink& sink, const json* value,
+                                                              const std::string& path) {
+  std::optional<std::string> text = read_string(sink, value, path);
+  if (!text) return std::nullopt;
+  static const std::regex kPattern("^([0-9]{1,5}(h|m|s|ms)){1,4}$");
+  std::optional<std::chrono::nanoseconds> parsed;
+  if (std::regex_match(*text, kPattern)) parsed = parse_go_duration(*text);
+  if (!parsed) {
+    sink.field(path, "\"" + *text +
+                         "\" is not a Gateway API duration (1 to 4 groups of up to 5 digits and a "
+                         "unit h, m, s or ms, e.g. \"10s\", \"1m30s\", \"500ms\")");
+  }
+  return parsed;
+}
+
+bool is_http_token(std::string_view text) {
+  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+           kSpecials.find(c) != std::string_view::npos;
+  });
+}
+
+// True when `pattern` compiles as an ECMAScript regular expression (the dialect the gateway
+// matches with); otherwise reports it.
+bool check_regex(Sink& sink, const std::string& pattern, const std::string& path) {
+  try {
+    std::regex compiled(pattern, std::regex::ECMAScript);
+    return true;
+  } catch (const std::regex_error& error) {
+    sink.field(path, "invalid regular expression \"" + pattern + "\": " + error.what());
+    return false;
+  }
+}
+
+Gateway decode_gateway(Fields& top, Sink& sink, const std::string& api_version) {
+  Gateway gateway;
+  gateway.api_version = api_version;
+  gateway.metadata = decode_metadata(top, sink);
+  if (const json* spec_value = top.require("spec")) {
+    Fields spec(*spec_value, "spec", sink);
+    if (spec.ok()) {
+      if (auto name = read_bounded_string(sink, spec.require("gatewayClassName"),
+                                          "spec.gatewayClassName", 1, 253)) {
+        gateway.gateway_class_name = *name;
+      }
+      const std::string listeners_path = "spec.listeners";
+      if (const json* listeners = read_list(sink, spec.require("listeners"), listeners_path)) {
+        if (listeners->empty() || listeners->size() > 64) {
+          sink.field(listeners_path,
+                     "must have 1 to 64 items, got " + std::to_string(listeners->size()));
+        }
+        std::set<std::string> names;
+        for (size_t index = 0; index < listeners->size(); ++index) {
+          const std::string path = index_path(listeners_path, index);
+          Fields fields((*listeners)[index], path, sink);
+          GatewayListener listener;
+          if (auto name =
+                  read_bounded_string(sink, fields.require("name"), fields.path("name"), 1, 253)) {
+            if (!names.insert(*name).second) {
+              sink.field(fields.path("name"), "duplicate listener name \"" + *name + "\"");
+            }
+            listener.name = *name;
+          }
+          if (auto hostname = read_bounded_string(sink, fields.get("hostname"),
+                                                  fields.path("hostname"), 1, 253)) {
+            listener.hostname = *hostname;
+          }
+          if (auto port = read_int(sink, fields.require("port"), fields.path("port"), 1, 65535)) {
+            listener.port = static_cast<int32_t>(*port);
+          }
+          if (auto protocol = read_bounded_string(sink, fields.require("protocol"),
+                                                  fields.path("protocol"), 1, 255)) {
+            listener.protocol = *protocol;
+          }
+          // Accepted so that a cluster's Gateway loads as is; infergate serves plain HTTP only
+          // (tls applies to HTTPS/TLS listeners, which are not served) and every route attaches.
+          fields.ignore("tls");
+          fields.ignore("allowedRoutes");
+          fields.finish();
+          gateway.listeners.push_back(std::move(listener));
+        }
+      }
+      // Kubernetes-only: addresses are assigned by the cluster, infrastructure labels its pods.
+      spec.ignore("addresses");
+      spec.ignore("infrastructure");
+    }
+    spec.finish();
+  }
+  gateway.status = read_status(top);
+  return gateway;
+}
+
+ParentReference decode_parent_ref(Sink& sink, const json& value, const std::string& path) {
+  ParentReference ref;
+  Fields fields(value, path, sink);
+  if (auto group = read_string(sink, fields.get("group"), fields.path("group"))) ref.group = *group;
+  if (auto kind = read_bounded_string(sink, fields.get("kind"), fields.path("kind"), 1, 63)) {
+    ref.kind = *kind;
+  }
+  if (auto name = read_bounded_string(sink, fields.require("name"), fields.path("name"), 1, 253)) {
+    ref.name = *name;
+  }
+  if (auto ns =
+          read_bounded_string(sink, fields.get("namespace"), fields.path("namespace"), 1, 63)) {
+    ref.namespace_name = *ns;
+  }
+  if (auto section = read_bounded_string(sink, fields.get("sectionName"),
+                                         fields.path("sectionName"), 1, 253)) {
+    ref.section_name = *section;
+  }
+  if (auto port = read_int(sink, fields.get("port"), fields.path("port"), 1, 65535)) {
+    ref.port = static_cast<int32_t>(*port);
+  }
+  if (ref.group != kGroupGatewayApi || ref.kind != "Gateway") {
+    sink.field(path, "must refer to a Gateway (group " + std::string(kGroupGatewayApi) +
+                         "), got kind \"" + ref.kind + "\" of group \"" + ref.group + "\"");
+  }
+  fields.finish();
+  return ref;
+}
+
+HTTPRouteMatch decode_route_match(Sink& sink, const json& value, const std::string& path) {
+  HTTPRouteMatch match;
+  Fields fields(value, path, sink);
+  if (!fields.ok()) return match;
+  if (const json* path_value = fields.get("path")) {
+    Fields path_fields(*path_value, fields.path("path"), sink);
+    if (auto type = read_enum(sink, path_fields.get("type"), path_fields.path("type"),
+                              {"Exact", "PathPrefix", "RegularExpression"})) {
+      match.path.type = *type == "Exact"        ? PathMatchType::kExact
+                        : *type == "PathPrefix" ? PathMatchType::kPathPrefix
+                                                : PathMatchType::kRegularExpression;
+    }
+    const std::string value_path = path_fields.path("value");
+    if (auto text = read_bounded_string(sink, path_fields.get("value"), value_path, 1, 1024)) {
+      match.path.value = *text;
+    }
+    if (match.path.type == PathMatchType::kRegularExpression) {
+      check_regex(sink, match.path.value, value_path);
+    } else if (match.path.value.front() != '/') {
+      sink.field(value_path,
+                 "must be an absolute path starting with \"/\", got \"" + match.path.value + "\"");
+    } else if (match.path.value.find("//") != std::string::npos ||
+               match.path.value.find('#') != std::string::npos ||
+               match.path.value.find('?') != std::string::npos) {
+      sink.field(value_path,
+                 "must not contain \"//\", \"?\" or \"#\", got \"" + match.path.value + "\"");
+    }
+    path_fields.finish();
+  }
+  const std::string headers_path = fields.path("headers");
+  if (const json* headers = read_list(sink, fields.get("headers"), headers_path)) {
+    if (headers->size() > 16) {
+      sink.field(headers_path,
+                 "must have at most 16 items, got " + std::to_string(headers->size()));
+    }
+    std::set<std::string> names;
+    for (size_t index = 0; index < headers->size(); ++index) {
+      const std::string header_path = index_path(headers_path, index);
+      Fields header_fields((*headers)[index], header_path, sink);
+      HTTPHeaderMatch header;
+      if (auto type = read_enum(sink, header_fields.get("type"), header_fields.path("type"),
+                                {"Exact", "RegularExpression"})) {
+        header.type =
+            *type == "Exact" ? HeaderMatchType::kExact : HeaderMatchType::kRegularExpression;
+      }
+      const std::string name_path = header_fields.path("name");
+      if (auto name = read_bounded_string(sink, header_fields.require("name"), name_path, 1, 256)) {
+        std::string lower = *name;
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        if (!is_http_token(*name)) {
+          sink.field(name_path, "\"" + *name + "\" is not a valid HTTP header name");
+        } else if (!names.insert(lower).second) {
+          sink.field(name_path, "header \"" + *name + "\" is matched twice in one match");
+        }
+        header.name = *name;
+      }
+      const std::string value_path = header_fields.path("value");
+      if (auto text =
+              read_bounded_string(sink, header_fields.require("value"), value_path, 1, 4096)) {
+        header.value = *text;
+        if (header.type == HeaderMatchType::kRegularExpression) {
+          check_regex(sink, header.value, value_path);
+        }
+      }
+      header_fields.finish();
+      match.headers.push_back(std::move(header));
+    }
+  }
+  not_supported(sink, fields, "queryParams", "match on the path, headers and method");
+  if (auto method = read_enum(
+          sink, fields.get("method"), fields.path("method"),
+          {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})) {
+    match.method = *method;
+  }
+  fields.finish();
+  return match;
+}
+
+HTTPBackendRef decode_backend_ref(Sink& sink, const json& value, const std::string& path) {
+  HTTPBackendRef ref;
+  Fields fields(value, path, sink);
+  if (!fields.ok()) return ref;
+  if (auto group = read_string(sink, fields.get("group"), fields.path("group"))) ref.group = *group;
+  if (auto kind = read_bounded_string(sink, fields.get("kind"), fields.path("kind"), 1, 63)) {
+    ref.kind = *kind;
+  }
+  if (auto name = read_bounded_string(sink, fields.require("name"), fields.path("name"), 1, 253)) {
+    ref.name = *name;
+  }
+  if (auto ns =
+          read_bounded_string(sink, fields.get("namespace"), fields.path("namespace"), 1, 63)) {
+    ref.namespace_name = *ns;
+  }
+  if (auto port = read_int(sink, fields.get("port"), fields.path("port"), 1, 65535)) {
+    ref.port = static_cast<int32_t>(*port);
+  }
+  if (auto weight = read_int(sink, fields.get("weight"), fields.path("weight"), 0, kMaxWeight)) {
+    ref.weight = static_cast<int32_t>(*weight);
+  }
+  not_supported(sink, fields, "filters", "backend filters");
+  if (ref.group != kGroupV1 || ref.kind != kKindInferencePool) {
+    sink.field(path, "infergate routes to InferencePools only: give group: " +
+                         std::string(kGroupV1) + " and kind: InferencePool (got kind \"" +
+                         ref.kind + "\" of group \"" + ref.group + "\")");
+  }
+  fields.finish();
+  return ref;
+}
+
+HTTPRouteRule decode_route_rule(Sink& sink, const json& value, const std::string& path) {
+  HTTPRouteRule rule;
+  Fields fields(value, path, sink);
+  if (!fields.ok()) return rule;
+  if (auto name = read_bounded_string(sink, fields.get("name"), fields.path("name"), 1, 253)) {
+    rule.name = *name;
+  }
+  const std::string matches_path = fields.path("matches");
+  if (const json* matches = read_list(sink, fields.get("matches"), matches_path)) {
+    if (matches->size() > 64) {
+      sink.field(matches_path,
+                 "must have at most 64 items, got " + std::to_string(matches->size()));
+    }
+    for (size_t index = 0; index < matches->size(); ++index) {
+      rule.matches.push_back(
+          decode_route_match(sink, (*matches)[index], index_path(matches_path, index)));
+    }
+  }
+  if (rule.matches.empty()) rule.matches.emplace_back();  // the Gateway API default: "/"
+  const std::string refs_path = fields.path("backendRefs");
+  if (const json* refs = read_list(sink, fields.get("backendRefs"), refs_path)) {
+    if (refs->size() > 16) {
+      sink.field(refs_path, "must have at most 16 items, got " + std::to_string(refs->size()));
+    }
+    for (size_t index = 0; index < refs->size(); ++index) {
+      rule.backend_refs.push_back(
+          decode_backend_ref(sink, (*refs)[index], index_path(refs_path, index)));
+    }
+  }
+  if (const json* timeouts = fields.get("timeouts")) {
+    Fields timeout_fields(*timeouts, fields.path("timeouts"), sink);
+    rule.timeouts.request =
+        read_gateway_duration(sink, timeout_fields.get("request"), timeout_fields.path("request"));
+    rule.timeouts.backend_request = read_gateway_duration(
+        sink, timeout_fields.get("backendRequest"), timeout_fields.path("backendRequest"));
+    const auto& request = rule.timeouts.request;
+    const auto& backend = rule.timeouts.backend_request;
+    if (request && backend && request->count() > 0 &&
+        (backend->count() == 0 || *backend > *request)) {
+      sink.field(timeout_fields.path("backendRequest"), "must not be longer than timeouts.request");
+    }
+    timeout_fields.finish();
+  }
+  not_supported(sink, fields, "filters", "request/response filters");
+  not_supported(sink, fields, "retry", "retries are set with --max-retries");
+  not_supported(sink, fields, "sessionPersistence", "the endpoint picker chooses the endpoint");
+  fields.finish();
+  return rule;
+}
+
+HTTPRoute decode_route(Fields& top, Sink& sink, const std::string& api_version) {
+  HTTPRoute route;
+  route.api_version = api_version;
+  route.metadata = decode_metadata(top, sink);
+  if (const json* spec_value = top.require("spec")) {
+    Fields spec(*spec_value, "spec", sink);
+    if (spec.ok()) {
+      const std::string parents_path = "spec.parentRefs";
+      if (const json* parents = read_list(sink, spec.get("parentRefs"), parents_path)) {
+        if (parents->size() > 32) {
+          sink.field(parents_path,
+                     "must have at most 32 items, got " + std::to_string(parents->size()));
+        }
+        for (size_t index = 0; index < parents->size(); ++index) {
+          route.parent_refs.push_back(
+              decode_parent_ref(sink, (*parents)[index], index_path(parents_path, index)));
+        }
+      }
+      const std::string hostnames_path = "spec.hostnames";
+      if (const json* hostnames = read_list(sink, spec.get("hostnames"), hostnames_path)) {
+        if (hostnames->size() > 16) {
+          sink.field(hostnames_path,
+                     "must have at most 16 items, got " + std::to_string(hostnames->size()));
+        }
+        for (size_t index = 0; index < hostnames->size(); ++index) {
+          const std::string hostname_path = index_path(hostnames_path, index);
+          if (auto hostname =
+                  read_bounded_string(sink, &(*hostnames)[index], hostname_path, 1, 253)) {
+            route.hostnames.push_back(*hostname);
+          }
+        }
+      }
+      const std::string rules_path = "spec.rules";
+      if (const json* rules = read_list(sink, spec.get("rules"), rules_path)) {
+        if (rules->size() > 16) {
+          sink.field(rules_path,
+                     "must have at most 16 items, got " + std::to_string(rules->size()));
+        }
+        std::set<std::string> names;
+        for (size_t index = 0; index < rules->size(); ++index) {
+          const std::string rule_path = index_path(rules_path, index);
+          HTTPRouteRule rule = decode_route_rule(sink, (*rules)[index], rule_path);
+          if (!rule.name.empty() && !names.insert(rule.name).second) {
+            sink.field(rule_path + ".name", "duplicate rule name \"" + rule.name + "\"");
+          }
+          route.rules.push_back(std::move(rule));
+        }
+      }
+      if (route.rules.empty()) {
+        route.rules.push_back(HTTPRouteRule{.name = {}, .matches = {HTTPRouteMatch{}}});
+      }
+    }
+    spec.finish();
+  }
+  route.status = read_status(top);
+  return route;
+}
+
 // ---- dispatch -----------------------------------------------------------------------------------
 
 struct KindVersions {
@@ -951,6 +1304,8 @@ const std::vector<KindVersions>& supported_kinds() {
       {kKindInferenceModelRewrite, {kApiVersionV1alpha2, kApiVersionLlmdV1alpha2}},
       {kKindInferenceModel, {kApiVersionV1alpha2}},
       {kKindEndpointPickerConfig, {kApiVersionConfigV1alpha1, kApiVersionLlmdConfigV1alpha1}},
+      {kKindGateway, {kApiVersionGatewayV1}},
+      {kKindHTTPRoute, {kApiVersionGatewayV1}},
   };
   return kinds;
 }
@@ -1031,6 +1386,10 @@ void decode_document(const json& document, const std::vector<std::string>& struc
     resource = decode_rewrite(top, sink, *api_version);
   } else if (kind == kKindInferenceModel) {
     resource = decode_model(top, sink, *api_version);
+  } else if (kind == kKindGateway) {
+    resource = decode_gateway(top, sink, *api_version);
+  } else if (kind == kKindHTTPRoute) {
+    resource = decode_route(top, sink, *api_version);
   } else {
     resource = decode_picker_config(top, sink, *api_version);
   }

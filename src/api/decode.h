@@ -24,9 +24,14 @@
 //   InferenceModelRewrite  inference.networking.x-k8s.io/v1alpha2, llm-d.ai/v1alpha2
 //   InferenceModel         inference.networking.x-k8s.io/v1alpha2 (legacy; see legacy.h)
 //   EndpointPickerConfig   inference.networking.x-k8s.io/v1alpha1, llm-d.ai/v1alpha1
+//   Gateway, HTTPRoute     gateway.networking.k8s.io/v1 (the subset the standalone gateway
+//                          serves; unsupported features such as filters or queryParams are
+//                          errors, not ignored)
 //
 // Defaults applied while decoding are the CRD defaults (kind Service, failureMode FailClose,
-// appProtocol http, poolRef group/kind, priority 0, plugin name = type). EndpointPickerConfig's
+// appProtocol http, poolRef group/kind, priority 0, plugin name = type; for Gateway API objects
+// the Gateway API defaults: path match PathPrefix "/", match type Exact, backendRef weight 1, a
+// route without rules or a rule without matches matching every path). EndpointPickerConfig's
 // implied plugins and weights are NOT added here; see endpoint_picker_config.h.
 
 #include <string>

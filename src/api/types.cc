@@ -25,6 +25,8 @@ std::string_view kind_of(const Resource& resource) {
     std::string_view operator()(const EndpointPickerConfig&) const {
       return kKindEndpointPickerConfig;
     }
+    std::string_view operator()(const Gateway&) const { return kKindGateway; }
+    std::string_view operator()(const HTTPRoute&) const { return kKindHTTPRoute; }
   };
   return std::visit(KindVisitor{}, resource);
 }

@@ -38,6 +38,12 @@ inline constexpr std::string_view kKindInferenceModelRewrite = "InferenceModelRe
 inline constexpr std::string_view kKindInferenceModel = "InferenceModel";
 inline constexpr std::string_view kKindEndpointPickerConfig = "EndpointPickerConfig";
 
+// Gateway API (gateway.networking.k8s.io/v1): the standalone gateway's listeners and routes.
+inline constexpr std::string_view kGroupGatewayApi = "gateway.networking.k8s.io";
+inline constexpr std::string_view kApiVersionGatewayV1 = "gateway.networking.k8s.io/v1";
+inline constexpr std::string_view kKindGateway = "Gateway";
+inline constexpr std::string_view kKindHTTPRoute = "HTTPRoute";
+
 // Port a v1alpha2 extensionRef to a Service is assumed to use when it gives none (api-types §2).
 inline constexpr int32_t kDefaultExtensionPort = 9002;
 
@@ -241,9 +247,112 @@ struct EndpointPickerConfig {
   bool operator==(const EndpointPickerConfig&) const = default;
 };
 
+// ---- Gateway API: Gateway and HTTPRoute (gateway.networking.k8s.io/v1)
+// --------------------------- The subset the standalone gateway serves (docs/gateway.md,
+// "Configuration file"); fields outside it are decoding errors rather than silently ignored, except
+// those listed as accepted and unused.
+
+struct GatewayListener {
+  std::string name;      // required, unique within the Gateway
+  std::string hostname;  // optional; empty = any
+  int32_t port = 0;      // required, 1..65535
+  std::string protocol;  // required: HTTP, HTTPS, TLS, TCP, UDP (only HTTP listeners are served)
+
+  bool operator==(const GatewayListener&) const = default;
+};
+
+struct Gateway {
+  std::string api_version;
+  ObjectMeta metadata;
+  std::string gateway_class_name;          // required; not interpreted outside Kubernetes
+  std::vector<GatewayListener> listeners;  // 1..64
+  nlohmann::json status;
+
+  bool operator==(const Gateway&) const = default;
+};
+
+// `parentRefs[]`: the Gateway (and optionally one of its listeners) a route attaches to.
+struct ParentReference {
+  std::string group = std::string(kGroupGatewayApi);
+  std::string kind = "Gateway";
+  std::string name;             // required
+  std::string namespace_name;   // empty = the route's namespace
+  std::string section_name;     // a listener name; empty = every listener
+  std::optional<int32_t> port;  // a listener port; unset = every listener
+
+  bool operator==(const ParentReference&) const = default;
+};
+
+enum class PathMatchType { kExact, kPathPrefix, kRegularExpression };
+enum class HeaderMatchType { kExact, kRegularExpression };
+
+struct HTTPPathMatch {
+  PathMatchType type = PathMatchType::kPathPrefix;  // default PathPrefix
+  std::string value = "/";                          // default "/"
+
+  bool operator==(const HTTPPathMatch&) const = default;
+};
+
+struct HTTPHeaderMatch {
+  HeaderMatchType type = HeaderMatchType::kExact;
+  std::string name;  // compared case-insensitively
+  std::string value;
+
+  bool operator==(const HTTPHeaderMatch&) const = default;
+};
+
+// One `matches[]` entry: every condition must hold (AND); entries of a rule are OR'ed.
+struct HTTPRouteMatch {
+  HTTPPathMatch path;  // a match without `path` matches PathPrefix "/"
+  std::vector<HTTPHeaderMatch> headers;
+  std::string method;  // empty = any
+
+  bool operator==(const HTTPRouteMatch&) const = default;
+};
+
+// `backendRefs[]` of a rule; infergate routes only to InferencePools.
+struct HTTPBackendRef {
+  std::string group;  // Gateway API default "" (core); must be inference.networking.k8s.io
+  std::string kind = "Service";  // Gateway API default; must be InferencePool
+  std::string name;
+  std::string namespace_name;   // empty = the route's namespace
+  std::optional<int32_t> port;  // ignored for an InferencePool (conformance: any value works)
+  int32_t weight = 1;           // 0..1,000,000; 0 = never chosen
+
+  bool operator==(const HTTPBackendRef&) const = default;
+};
+
+struct HTTPRouteTimeouts {
+  // Gateway API durations ("10s", "1m30s", "500ms"); "0s" = no timeout.
+  std::optional<std::chrono::nanoseconds> request;          // the whole exchange with the client
+  std::optional<std::chrono::nanoseconds> backend_request;  // one attempt to a backend
+
+  bool operator==(const HTTPRouteTimeouts&) const = default;
+};
+
+struct HTTPRouteRule {
+  std::string name;                     // optional
+  std::vector<HTTPRouteMatch> matches;  // empty = one match of PathPrefix "/"
+  std::vector<HTTPBackendRef> backend_refs;
+  HTTPRouteTimeouts timeouts;
+
+  bool operator==(const HTTPRouteRule&) const = default;
+};
+
+struct HTTPRoute {
+  std::string api_version;
+  ObjectMeta metadata;
+  std::vector<ParentReference> parent_refs;
+  std::vector<std::string> hostnames;  // empty = any Host
+  std::vector<HTTPRouteRule> rules;    // 1..16 (an absent list is one rule matching "/")
+  nlohmann::json status;
+
+  bool operator==(const HTTPRoute&) const = default;
+};
+
 // One decoded document.
 using Resource = std::variant<InferencePool, InferenceObjective, InferenceModelRewrite,
-                              InferenceModel, EndpointPickerConfig>;
+                              InferenceModel, EndpointPickerConfig, Gateway, HTTPRoute>;
 
 // The `kind` of a resource ("InferencePool", ...).
 std::string_view kind_of(const Resource& resource);

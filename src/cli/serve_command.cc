@@ -10,8 +10,9 @@
 
 #include "cli/commands.h"
 #include "common/duration.h"
+#include "datastore/static_pool.h"
+#include "gateway/config_file.h"
 #include "gateway/gateway.h"
-#include "gateway/static_config.h"
 
 namespace infergate::cli {
 namespace {
@@ -19,6 +20,8 @@ namespace {
 struct ServeFlags {
   gateway::GatewayOptions options;
   std::vector<std::string> endpoints;
+  std::vector<std::string> config;  // --config (Gateway API + GIE resources)
+  bool port_given = false;
   std::string config_file;
   std::string config_text;
   std::string connect_timeout = "5s";
@@ -67,6 +70,10 @@ int run_serve(ServeFlags& flags) {
         "must be greater than 0");
     return 2;
   }
+  if (options.max_request_header_bytes == 0) {
+    spdlog::error("--max-request-header-bytes must be greater than 0");
+    return 2;
+  }
   if (options.proxy.max_retries < 0 || options.ejection.consecutive_failures < 0) {
     spdlog::error("--max-retries and --ejection-failures must be >= 0");
     return 2;
@@ -80,14 +87,35 @@ int run_serve(ServeFlags& flags) {
   options.metrics_staleness_threshold = *staleness;
   options.ejection.cooldown = *cooldown;
 
-  auto endpoints = gateway::parse_endpoint_list(flags.endpoints, options.pool_name);
-  if (!endpoints) {
-    spdlog::error("{}", endpoints.status().message());
+  if (flags.endpoints.empty() == flags.config.empty()) {
+    spdlog::error(
+        "give either --endpoints host:port,... (one pool) or --config FILE (Gateway, HTTPRoutes, "
+        "InferencePools, ...; docs/gateway.md)");
     return 2;
   }
-  options.endpoints = std::move(*endpoints);
+  std::optional<api::EndpointPickerConfig> file_picker_config;
+  std::string file_picker_source;
+  if (!flags.config.empty()) {
+    auto resolved = gateway::load_gateway_config(flags.config);
+    if (!resolved) {
+      spdlog::error("{}", resolved.status().message());
+      return 2;
+    }
+    gateway::apply_gateway_config(*resolved, flags.port_given, options);
+    file_picker_config = std::move(resolved->picker_config);
+    file_picker_source = resolved->picker_config_source;
+  } else {
+    auto pool = datastore::static_pool_from_endpoints(flags.endpoints, options.pool_name,
+                                                      gateway::kDefaultNamespace);
+    if (!pool) {
+      spdlog::error("{}", pool.status().message());
+      return 2;
+    }
+    options.endpoints = std::move(pool->endpoints);
+  }
   std::string config_source;
-  auto config = gateway::load_picker_config(flags.config_file, flags.config_text, config_source);
+  auto config = datastore::load_picker_config(
+      flags.config_file, flags.config_text, file_picker_config, file_picker_source, config_source);
   if (!config) {
     spdlog::error("{}", config.status().message());
     return 2;
@@ -130,21 +158,30 @@ Runner add_serve_command(CLI::App& app) {
       "Run the standalone gateway: an OpenAI-compatible HTTP proxy in front of a pool of model "
       "servers, with the endpoint picker inside (no Envoy needed; docs/gateway.md)");
   serve->add_option("--host", options.host, "Address to listen on")->capture_default_str();
-  serve->add_option("--port", options.port, "Port to listen on (0: any free port)")
-      ->capture_default_str();
+  serve
+      ->add_option("--port", options.port,
+                   "Port to listen on (0: any free port; default with --config: the Gateway's "
+                   "first HTTP listener)")
+      ->capture_default_str()
+      ->each([flags = flags.get()](const std::string&) { flags->port_given = true; });
   serve
       ->add_option("--endpoints", flags->endpoints,
-                   "The pool's model servers, host:port,... (IPv6: [address]:port)")
-      ->delimiter(',')
-      ->required();
+                   "One pool of model servers, host:port,... (IPv6: [address]:port); or use "
+                   "--config")
+      ->delimiter(',');
+  serve->add_option("--config", flags->config,
+                    "Configuration file as a user applies it to a cluster: Gateway, HTTPRoutes, "
+                    "InferencePools (endpoints in the infergate.io/endpoints annotation), "
+                    "InferenceObjectives, InferenceModelRewrites, an EndpointPickerConfig; "
+                    "repeatable, multi-document YAML (docs/gateway.md)");
   serve
       ->add_option("--pool-name", options.pool_name,
-                   "Name of the pool (label of the inference_pool_* metrics)")
+                   "Name of the --endpoints pool (label of the inference_pool_* metrics)")
       ->capture_default_str();
   auto* config_file = serve
                           ->add_option("--config-file", flags->config_file,
-                                       "EndpointPickerConfig file (empty: GIE's default "
-                                       "configuration)")
+                                       "EndpointPickerConfig file (empty: the one in --config, "
+                                       "else GIE's default configuration)")
                           ->capture_default_str();
   auto* config_text =
       serve->add_option("--config-text", flags->config_text, "EndpointPickerConfig as YAML text")
@@ -158,6 +195,14 @@ Runner add_serve_command(CLI::App& app) {
   serve
       ->add_option("--max-request-body-bytes", options.max_request_body_bytes,
                    "Larger request bodies are answered with 413 (0: no limit)")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-request-header-bytes", options.max_request_header_bytes,
+                   "Larger request headers (request line and fields) are answered with 431")
+      ->capture_default_str();
+  serve
+      ->add_option("--max-request-headers", options.max_request_headers,
+                   "Requests with more header fields are answered with 431 (0: no limit)")
       ->capture_default_str();
   serve
       ->add_option("--max-retries", options.proxy.max_retries,
@@ -201,6 +246,11 @@ Runner add_serve_command(CLI::App& app) {
   serve
       ->add_option("--metrics-staleness-threshold", flags->metrics_staleness_threshold,
                    "Scraped metrics older than this count as stale (Go duration)")
+      ->capture_default_str();
+  serve
+      ->add_option("--seed", options.seed,
+                   "Seed of the random draws: weighted route backends, the pickers' tie-breaks "
+                   "and weighted rewrites (0: from the system)")
       ->capture_default_str();
   // Boolean flags take GIE's (Go's) spelling: --flag, --flag=true, --flag=false.
   serve

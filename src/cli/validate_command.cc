@@ -8,6 +8,8 @@
 #include "api/endpoint_picker_config.h"
 #include "cli/commands.h"
 #include "datastore/metrics_mapping.h"
+#include "datastore/static_pool.h"
+#include "gateway/config_file.h"
 #include "scheduling/config_loader.h"
 
 namespace infergate::cli {
@@ -22,6 +24,8 @@ struct ValidateFlags {
 int run_validate(const ValidateFlags& flags) {
   int problems = 0;
   std::vector<std::pair<std::string, api::EndpointPickerConfig>> configs;
+  datastore::StaticResources all;  // for the cross-checks of a gateway configuration
+  std::string sources;
   for (const auto& path : flags.files) {
     std::ifstream file(path, std::ios::binary);
     if (!file) {
@@ -46,6 +50,26 @@ int run_validate(const ValidateFlags& flags) {
             }
           },
           resource);
+    }
+    all.add(report.resources, path);
+    sources += (sources.empty() ? "" : ", ") + path;
+  }
+  // Gateway API objects: check what `infergate serve --config` would (one Gateway, routes
+  // attached to it, backendRefs and poolRefs naming pools, endpoints given).
+  if (problems == 0 && (!all.gateways.empty() || !all.routes.empty())) {
+    auto resolved = gateway::resolve_gateway_config(all, sources);
+    if (!resolved) {
+      fmt::print(stderr, "{}\n", resolved.status().message());
+      ++problems;
+    } else {
+      std::size_t rules = 0;
+      for (const auto& route : resolved->routes) rules += route.rules.size();
+      fmt::print(
+          "gateway configuration ok: {} pool{}, {} route{} with {} rule{}{}\n",
+          resolved->pools.size(), resolved->pools.size() == 1 ? "" : "s", resolved->routes.size(),
+          resolved->routes.size() == 1 ? "" : "s", rules, rules == 1 ? "" : "s",
+          resolved->listener_port ? fmt::format(", listening on port {}", *resolved->listener_port)
+                                  : "");
     }
   }
   if (configs.empty() && problems == 0) {
@@ -84,8 +108,10 @@ Runner add_validate_command(CLI::App& app) {
   CLI::App* validate = app.add_subcommand(
       "validate",
       "Check configuration and resource files (EndpointPickerConfig, InferencePool, "
-      "InferenceObjective, InferenceModelRewrite, InferenceModel; multi-document YAML or JSON) "
-      "and print the resolved scheduling profiles; exit status 1 on any problem");
+      "InferenceObjective, InferenceModelRewrite, InferenceModel, Gateway, HTTPRoute; "
+      "multi-document YAML or JSON; Gateway API objects are also checked together as `infergate "
+      "serve --config` would load them) and print the resolved scheduling profiles; exit status "
+      "1 on any problem");
   validate->add_option("files", flags->files, "Files to check")->required();
   return [flags] { return run_validate(*flags); };
 }

@@ -7,21 +7,14 @@
 #include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <fstream>
-#include <map>
-#include <set>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
-#include <variant>
 
-#include "api/decode.h"
-#include "api/endpoint_picker_config.h"
 #include "datastore/collector.h"
 #include "datastore/datastore.h"
 #include "datastore/metrics_mapping.h"
 #include "datastore/model_policies.h"
-#include "datastore/pool.h"
+#include "datastore/static_pool.h"
 #include "director/director.h"
 #include "extproc/health.h"
 #include "extproc/server.h"
@@ -41,230 +34,6 @@ constexpr std::string_view kStaticModeHelp =
     "from --endpoints, or from its metadata annotation infergate.io/endpoints: "
     "\"host[:port],...\")";
 
-std::string trim(std::string_view text) {
-  const auto first = text.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return {};
-  const auto last = text.find_last_not_of(" \t\r\n");
-  return std::string(text.substr(first, last - first + 1));
-}
-
-// Splits on commas, trimming spaces and dropping empty entries.
-std::vector<std::string> split_list(std::string_view text) {
-  std::vector<std::string> entries;
-  std::size_t start = 0;
-  while (start <= text.size()) {
-    const auto comma = text.find(',', start);
-    const auto end = comma == std::string_view::npos ? text.size() : comma;
-    std::string entry = trim(text.substr(start, end - start));
-    if (!entry.empty()) entries.push_back(std::move(entry));
-    if (comma == std::string_view::npos) break;
-    start = comma + 1;
-  }
-  return entries;
-}
-
-// Does `pool_ref_name` (of an objective, rewrite or legacy model in namespace `ns`) refer to
-// `pool`? An empty reference counts as the file's pool.
-bool refers_to(const api::InferencePool& pool, const std::string& pool_ref_name,
-               const std::string& ns) {
-  if (!pool_ref_name.empty() && pool_ref_name != pool.metadata.name) return false;
-  return ns.empty() || pool.metadata.namespace_name.empty() || ns == pool.metadata.namespace_name;
-}
-
-// The endpoints of `pool` from `entries` (`host` or `host:port`); `source` names where the
-// entries came from, for messages.
-Result<std::vector<datastore::EndpointSpec>> pool_endpoints_from_entries(
-    const api::InferencePool& pool, const std::vector<std::string>& entries,
-    std::string_view source, bool bare_hosts_allowed) {
-  std::vector<datastore::EndpointSpec> endpoints;
-  std::set<std::pair<std::string, std::uint16_t>> seen;
-  for (std::size_t index = 0; index < entries.size(); ++index) {
-    auto address = parse_endpoint_address(entries[index]);
-    if (!address) {
-      return Status::bad_request(fmt::format("{}: {}", source, address.status().message()));
-    }
-    const std::string pod_name = fmt::format("{}-{}", pool.metadata.name, index);
-    std::vector<datastore::EndpointSpec> specs;
-    if (address->port) {
-      const auto& ports = pool.spec.target_ports;
-      const auto rank = std::find(ports.begin(), ports.end(), static_cast<int32_t>(*address->port));
-      specs.push_back({.pod_name = pod_name,
-                       .namespace_name = pool.metadata.namespace_name,
-                       .address = address->host,
-                       .port = *address->port,
-                       .rank = rank == ports.end() ? 0 : static_cast<int>(rank - ports.begin()),
-                       .labels = pool.spec.match_labels});
-    } else {
-      if (!bare_hosts_allowed) {
-        return Status::bad_request(fmt::format(
-            "{}: entry \"{}\" has no port; write host:port (a bare host needs --resources with "
-            "the InferencePool's targetPorts)",
-            source, entries[index]));
-      }
-      const datastore::Pod pod{.name = pod_name,
-                               .namespace_name = pool.metadata.namespace_name,
-                               .address = address->host,
-                               .labels = pool.spec.match_labels};
-      specs = datastore::pool_endpoints(pool, {pod});
-    }
-    for (auto& spec : specs) {
-      if (!seen.emplace(spec.address, spec.port).second) {
-        return Status::bad_request(
-            fmt::format("{}: endpoint {}:{} is listed twice", source, spec.address, spec.port));
-      }
-      endpoints.push_back(std::move(spec));
-    }
-  }
-  return endpoints;
-}
-
-Result<StaticPool> pool_from_resources(const EppOptions& options) {
-  auto resources = api::load_file(options.resources_file);
-  if (!resources) return resources.status();
-  std::vector<api::InferencePool> pools;
-  StaticPool result;
-  std::vector<api::EndpointPickerConfig> configs;
-  for (auto& resource : *resources) {
-    std::visit(
-        [&](auto& object) {
-          using T = std::decay_t<decltype(object)>;
-          if constexpr (std::is_same_v<T, api::InferencePool>) {
-            pools.push_back(std::move(object));
-          } else if constexpr (std::is_same_v<T, api::InferenceObjective>) {
-            result.objectives.push_back(std::move(object));
-          } else if constexpr (std::is_same_v<T, api::InferenceModelRewrite>) {
-            result.rewrites.push_back(std::move(object));
-          } else if constexpr (std::is_same_v<T, api::InferenceModel>) {
-            result.legacy_models.push_back(std::move(object));
-          } else {
-            configs.push_back(std::move(object));
-          }
-        },
-        resource);
-  }
-  const std::string& file = options.resources_file;
-  if (configs.size() > 1) {
-    return Status::bad_request(fmt::format(
-        "{}: holds {} EndpointPickerConfigs; at most one is allowed", file, configs.size()));
-  }
-  if (configs.size() == 1) result.config = std::move(configs.front());
-
-  std::vector<const api::InferencePool*> matches;
-  for (const auto& pool : pools) {
-    if (options.pool_name.empty() || pool.metadata.name == options.pool_name) {
-      matches.push_back(&pool);
-    }
-  }
-  if (matches.size() > 1 && !options.pool_name.empty()) {
-    std::erase_if(matches, [&](const api::InferencePool* pool) {
-      return pool->metadata.namespace_name != options.pool_namespace;
-    });
-  }
-  if (matches.size() != 1) {
-    std::string names;
-    for (const auto& pool : pools) {
-      names += fmt::format("{}\"{}\"", names.empty() ? "" : ", ", pool.metadata.name);
-    }
-    if (pools.empty()) return Status::bad_request(fmt::format("{}: no InferencePool", file));
-    if (options.pool_name.empty()) {
-      return Status::bad_request(fmt::format(
-          "{}: holds several InferencePools ({}); choose one with --pool-name", file, names));
-    }
-    return Status::bad_request(fmt::format(
-        "{}: no InferencePool \"{}\"{} (found {})", file, options.pool_name,
-        matches.empty() ? "" : fmt::format(" in namespace \"{}\"", options.pool_namespace), names));
-  }
-  result.pool = *matches.front();
-  api::InferencePool& pool = result.pool;
-  if (pool.metadata.namespace_name.empty()) pool.metadata.namespace_name = options.pool_namespace;
-
-  std::erase_if(result.objectives, [&](const api::InferenceObjective& objective) {
-    return !refers_to(pool, objective.pool_ref.name, objective.metadata.namespace_name);
-  });
-  std::erase_if(result.rewrites, [&](const api::InferenceModelRewrite& rewrite) {
-    return !refers_to(pool, rewrite.pool_ref.name, rewrite.metadata.namespace_name);
-  });
-  std::erase_if(result.legacy_models, [&](const api::InferenceModel& model) {
-    return !refers_to(pool, model.pool_ref.name, model.metadata.namespace_name);
-  });
-
-  std::vector<std::string> entries;
-  std::string source;
-  if (!options.endpoints.empty()) {
-    for (const auto& entry : options.endpoints) {
-      for (auto& part : split_list(entry)) entries.push_back(std::move(part));
-    }
-    source = "--endpoints";
-  } else if (auto it = pool.metadata.annotations.find(kEndpointsAnnotation);
-             it != pool.metadata.annotations.end()) {
-    entries = split_list(it->second);
-    source = fmt::format("{}: InferencePool \"{}\": metadata.annotations[\"{}\"]", file,
-                         pool.metadata.name, kEndpointsAnnotation);
-  }
-  if (entries.empty()) {
-    return Status::bad_request(fmt::format(
-        "{}: InferencePool \"{}\" has no endpoints: give --endpoints host[:port],... or the "
-        "annotation {}: \"host[:port],...\" (the Kubernetes API mode, which would list its Pods, "
-        "is not available in this build)",
-        file, pool.metadata.name, kEndpointsAnnotation));
-  }
-  auto endpoints = pool_endpoints_from_entries(pool, entries, source, /*bare_hosts_allowed=*/true);
-  if (!endpoints) return endpoints.status();
-  result.endpoints = std::move(*endpoints);
-  return result;
-}
-
-// The EndpointPickerConfig from --config-file / --config-text, the resources file, or the default.
-api::EndpointPickerConfig load_config(
-    const EppOptions& options, const std::optional<api::EndpointPickerConfig>& from_resources,
-    std::string& source) {
-  if (!options.config_file.empty() && !options.config_text.empty()) {
-    throw std::runtime_error("--config-file and --config-text are mutually exclusive");
-  }
-  std::string text;
-  if (!options.config_file.empty()) {
-    std::ifstream file(options.config_file, std::ios::binary);
-    if (!file) throw std::runtime_error(fmt::format("{}: cannot be read", options.config_file));
-    std::stringstream contents;
-    contents << file.rdbuf();
-    text = contents.str();
-    source = options.config_file;
-  } else if (!options.config_text.empty()) {
-    text = options.config_text;
-    source = "--config-text";
-  }
-  if (source.empty()) {
-    if (from_resources) {
-      source = options.resources_file;
-      return *from_resources;
-    }
-    source = "built-in default";
-    return api::default_endpoint_picker_config();
-  }
-  if (from_resources) {
-    throw std::runtime_error(
-        fmt::format("an EndpointPickerConfig is given twice: in {} and in {}; keep one", source,
-                    options.resources_file));
-  }
-  auto resources = api::decode_documents(text, source);
-  if (!resources) throw std::runtime_error(resources.status().message());
-  std::optional<api::EndpointPickerConfig> config;
-  for (auto& resource : *resources) {
-    if (auto* picker_config = std::get_if<api::EndpointPickerConfig>(&resource)) {
-      if (config) {
-        throw std::runtime_error(
-            fmt::format("{}: holds more than one EndpointPickerConfig", source));
-      }
-      config = std::move(*picker_config);
-    } else {
-      throw std::runtime_error(fmt::format("{}: expected an EndpointPickerConfig, found a {}",
-                                           source, api::kind_of(resource)));
-    }
-  }
-  if (!config) throw std::runtime_error(fmt::format("{}: no EndpointPickerConfig", source));
-  return std::move(*config);
-}
-
 std::string host_name() {
   char name[256] = {};
   if (gethostname(name, sizeof(name) - 1) != 0) return {};
@@ -273,72 +42,34 @@ std::string host_name() {
 
 }  // namespace
 
-Result<EndpointAddress> parse_endpoint_address(std::string_view text) {
-  const std::string entry = trim(text);
-  const auto invalid = [&](std::string_view why) {
-    return Status::bad_request(fmt::format("entry \"{}\": {}", entry, why));
-  };
-  if (entry.empty()) return invalid("empty");
-  EndpointAddress address;
-  std::string_view port_text;
-  if (entry.front() == '[') {
-    const auto close = entry.find(']');
-    if (close == std::string::npos || close == 1)
-      return invalid("unbalanced [ ] around an IPv6 address");
-    address.host = entry.substr(1, close - 1);
-    const std::string_view rest = std::string_view(entry).substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return invalid("expected :port after ]");
-      port_text = rest.substr(1);
-      if (port_text.empty()) return invalid("empty port");
-    }
-  } else if (std::count(entry.begin(), entry.end(), ':') == 1) {
-    const auto colon = entry.find(':');
-    address.host = entry.substr(0, colon);
-    port_text = std::string_view(entry).substr(colon + 1);
-    if (address.host.empty()) return invalid("empty host");
-    if (port_text.empty()) return invalid("empty port");
-  } else {
-    address.host = entry;  // a host name, an IPv4 address or a bare IPv6 address
-  }
-  if (!port_text.empty()) {
-    unsigned port = 0;
-    for (char c : port_text) {
-      if (c < '0' || c > '9' || port > 65535) return invalid("the port is not a number 1-65535");
-      port = port * 10 + static_cast<unsigned>(c - '0');
-    }
-    if (port == 0 || port > 65535) return invalid("the port is not a number 1-65535");
-    address.port = static_cast<std::uint16_t>(port);
-  }
-  return address;
-}
-
 Result<StaticPool> resolve_static_pool(const EppOptions& options) {
-  if (!options.resources_file.empty()) return pool_from_resources(options);
+  StaticPool result;
+  if (!options.resources_file.empty()) {
+    auto resources = datastore::load_static_resources({options.resources_file});
+    if (!resources) return resources.status();
+    const std::string& file = options.resources_file;
+    if (resources->configs.size() > 1) {
+      return Status::bad_request(
+          fmt::format("{}: holds {} EndpointPickerConfigs; at most one is allowed", file,
+                      resources->configs.size()));
+    }
+    auto pool = datastore::select_static_pool(*resources, file, options.pool_name,
+                                              options.pool_namespace, options.endpoints);
+    if (!pool) return pool.status();
+    static_cast<datastore::StaticPool&>(result) = std::move(*pool);
+    if (!resources->configs.empty()) result.config = std::move(resources->configs.front());
+    return result;
+  }
   if (options.endpoints.empty()) {
     return Status::bad_request(fmt::format(
         "no pool given: the Kubernetes API mode (watching the InferencePool named by --pool-name "
         "and its Pods) is not available in this build; {}",
         kStaticModeHelp));
   }
-  StaticPool result;
-  api::InferencePool& pool = result.pool;
-  pool.api_version = "inference.networking.k8s.io/v1";
-  pool.metadata.name = options.pool_name.empty() ? "default" : options.pool_name;
-  pool.metadata.namespace_name = options.pool_namespace;
-  std::vector<std::string> entries;
-  for (const auto& entry : options.endpoints) {
-    for (auto& part : split_list(entry)) entries.push_back(std::move(part));
-  }
-  auto endpoints =
-      pool_endpoints_from_entries(pool, entries, "--endpoints", /*bare_hosts_allowed=*/false);
-  if (!endpoints) return endpoints.status();
-  result.endpoints = std::move(*endpoints);
-  for (const auto& endpoint : result.endpoints) {
-    const auto port = static_cast<int32_t>(endpoint.port);
-    auto& ports = pool.spec.target_ports;
-    if (std::find(ports.begin(), ports.end(), port) == ports.end()) ports.push_back(port);
-  }
+  auto pool = datastore::static_pool_from_endpoints(options.endpoints, options.pool_name,
+                                                    options.pool_namespace);
+  if (!pool) return pool.status();
+  static_cast<datastore::StaticPool&>(result) = std::move(*pool);
   return result;
 }
 
@@ -386,7 +117,10 @@ EppRunner::EppRunner(EppOptions options) : impl_(std::make_unique<Impl>(std::mov
   if (!pool) throw std::runtime_error(pool.status().message());
   impl.pool = std::move(*pool);
 
-  const api::EndpointPickerConfig config = load_config(opts, impl.pool.config, impl.config_source);
+  auto loaded = datastore::load_picker_config(opts.config_file, opts.config_text, impl.pool.config,
+                                              opts.resources_file, impl.config_source);
+  if (!loaded) throw std::runtime_error(loaded.status().message());
+  const api::EndpointPickerConfig config = std::move(*loaded);
   auto setup = scheduling::build_scheduler(config);
   if (!setup) {
     throw std::runtime_error(

@@ -34,6 +34,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "datastore/endpoint.h"
+#include "datastore/static_pool.h"
 
 namespace infergate::datastore {
 class Datastore;
@@ -50,9 +51,10 @@ namespace infergate::extproc {
 class HealthState;
 struct ExtProcStats;
 
-// The annotation on an InferencePool that lists its endpoints outside Kubernetes (infergate's one
-// extension field): "host[:port],host[:port],...".
-inline constexpr const char* kEndpointsAnnotation = "infergate.io/endpoints";
+// The static-pool start-up rules live in datastore/static_pool.h, shared with `infergate serve`.
+using datastore::EndpointAddress;
+using datastore::kEndpointsAnnotation;
+using datastore::parse_endpoint_address;
 
 // Everything `infergate epp` can be told (flag names in comments; defaults as GIE's).
 struct EppOptions {
@@ -81,24 +83,11 @@ struct EppOptions {
   std::uint64_t seed = 0;
 };
 
-// A statically described pool: its resource, endpoints and the policies that apply to it.
-struct StaticPool {
-  api::InferencePool pool;  // for --endpoints alone: a synthetic pool named after --pool-name
-  std::vector<datastore::EndpointSpec> endpoints;
-  std::vector<api::InferenceObjective> objectives;
-  std::vector<api::InferenceModelRewrite> rewrites;
-  std::vector<api::InferenceModel> legacy_models;
-  // An EndpointPickerConfig found in the resources file, if any.
+// A statically described pool (datastore/static_pool.h), and the EndpointPickerConfig found in
+// the resources file, if any.
+struct StaticPool : datastore::StaticPool {
   std::optional<api::EndpointPickerConfig> config;
 };
-
-// One `host[:port]` entry of --endpoints or the annotation. IPv6 addresses may be written bare
-// (then without a port) or bracketed (`[::1]:8000`); the host is returned without brackets.
-struct EndpointAddress {
-  std::string host;
-  std::optional<std::uint16_t> port;
-};
-Result<EndpointAddress> parse_endpoint_address(std::string_view text);
 
 // Resolves the static pool from the options (pure apart from reading --resources). Errors (400)
 // name the flag, file, object or entry at fault; without --endpoints and --resources the error

@@ -32,9 +32,11 @@ namespace infergate::gateway {
 struct UpstreamPoolStats;
 
 // The `reason` label values of infergate_gateway_errors_total, all exposed from the start.
-inline constexpr std::array<std::string_view, 16> kErrorReasons = {
+inline constexpr std::array<std::string_view, 18> kErrorReasons = {
     "bad_request",         // unreadable body (the director's 400), malformed HTTP
     "not_found",           // unknown path
+    "no_route",            // 404: no HTTPRoute rule matches (e.g. an unknown model)
+    "no_backend",          // 500: the matching rule has no backend of weight > 0
     "method_not_allowed",  // a known path with the wrong method
     "body_too_large",      // 413 (answered by the HTTP server)
     "headers_too_large",   // 431 (answered by the HTTP server)

@@ -5,10 +5,15 @@
 
 #include <algorithm>
 #include <boost/beast/http/verb.hpp>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <stdexcept>
 
+#include "common/random.h"
 #include "director/protocol.h"
 #include "gateway/headers.h"
 #include "prom/registry.h"
+#include "request/openai_request.h"
 
 namespace infergate::gateway {
 namespace {
@@ -68,6 +73,15 @@ Status final_status(const ExchangeFailure& failure, int attempts) {
                                  attempts, attempts == 1 ? "" : "s", why));
 }
 
+// The OpenAI model list: {"object":"list","data":[{"id","object":"model","owned_by"},...]}.
+std::string models_list_json(const std::vector<ListedModel>& models) {
+  nlohmann::json data = nlohmann::json::array();
+  for (const ListedModel& model : models) {
+    data.push_back({{"id", model.id}, {"object", "model"}, {"owned_by", model.owned_by}});
+  }
+  return nlohmann::json{{"object", "list"}, {"data", std::move(data)}}.dump();
+}
+
 // A whole 5xx response kept from an attempt, relayed if no retry does better.
 struct KeptResponse {
   http::ResponseHead head;
@@ -79,7 +93,12 @@ struct KeptResponse {
 
 struct Proxy::RequestState {
   SteadyTime start = std::chrono::steady_clock::now();
-  std::optional<SteadyTime> deadline;  // --request-timeout
+  std::optional<SteadyTime> deadline;  // --request-timeout, or the rule's timeouts.request
+  std::chrono::milliseconds request_timeout{0};
+  // The rule's timeouts.backendRequest, and the current attempt's deadline from it.
+  std::optional<std::chrono::milliseconds> backend_request_timeout;
+  std::optional<SteadyTime> attempt_deadline;
+  const ProxyPool* pool = nullptr;  // chosen by choose_pool
   std::optional<SteadyTime> first_byte;
   AccessRecord record;
   // Lives as long as the handler, like the on_client_gone callback that uses it.
@@ -105,16 +124,22 @@ class Proxy::InFlight {
   Proxy& proxy_;
 };
 
-Proxy::Proxy(director::Director& director, UpstreamPool& pool, EndpointHealth& health,
+Proxy::Proxy(std::vector<ProxyPool> pools, std::shared_ptr<const RouteTable> routes,
+             std::vector<ListedModel> models, UpstreamPool& pool, EndpointHealth& health,
              GatewayMetrics& metrics, prom::Registry& registry,
-             std::shared_ptr<spdlog::logger> access_log, ProxyOptions options)
-    : director_(director),
+             std::shared_ptr<spdlog::logger> access_log, ProxyOptions options, std::uint64_t seed)
+    : pools_(std::move(pools)),
+      routes_(std::move(routes)),
+      models_(std::move(models)),
       pool_(pool),
       health_(health),
       metrics_(metrics),
       registry_(registry),
       access_log_(std::move(access_log)),
-      options_(options) {}
+      options_(options),
+      seed_(seed != 0 ? seed : std::random_device()()) {
+  if (pools_.empty()) throw std::invalid_argument("Proxy: no pool");
+}
 
 http::Handler Proxy::handler() {
   return [this](http::Request& request, http::ResponseWriter& writer) -> asio::awaitable<void> {
@@ -145,6 +170,7 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
 
   const InFlight in_flight(*this);
   RequestState state;
+  state.request_timeout = options_.request_timeout;
   if (options_.request_timeout.count() > 0) state.deadline = state.start + options_.request_timeout;
   state.record.method = std::string(request.method_string());
   state.record.path = std::string(path);
@@ -155,22 +181,23 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
       const Status status(405, fmt::format("method {} is not allowed for {}; use {}",
                                            request.method_string(), path, models ? "GET" : "POST"));
       co_await reply_error(state, writer, status, "method_not_allowed", false);
-    } else if (models) {
-      const std::optional<std::vector<std::string>> no_subset;
-      RouteFunction route = [this, &no_subset](const director::Headers& headers,
-                                               const std::vector<std::string>* allowed) {
-        return director_.route_bodyless(headers, no_subset, allowed);
-      };
-      co_await forward(state, request, writer, director_headers(request), route);
+    } else if (models && !models_.empty()) {
+      co_await list_models(state, writer);
     } else {
-      const std::optional<std::vector<std::string>> no_subset;
-      const std::string_view body = request.body();
-      RouteFunction route = [this, &no_subset, body](const director::Headers& headers,
-                                                     const std::vector<std::string>* allowed) {
-        return director_.route(
-            {.headers = headers, .body = body, .subset = no_subset, .allowed = allowed});
-      };
-      co_await forward(state, request, writer, director_headers(request), route);
+      director::Headers headers = director_headers(request);
+      if (co_await choose_pool(state, request, path, headers, writer)) {
+        director::Director& director = *state.pool->director;
+        const std::optional<std::vector<std::string>> no_subset;
+        const std::string_view body = request.body();
+        RouteFunction route = [&director, &no_subset, body, models](
+                                  const director::Headers& route_headers,
+                                  const std::vector<std::string>* allowed) {
+          if (models) return director.route_bodyless(route_headers, no_subset, allowed);
+          return director.route(
+              {.headers = route_headers, .body = body, .subset = no_subset, .allowed = allowed});
+        };
+        co_await forward(state, request, writer, std::move(headers), route);
+      }
     }
   } else {
     const Status status =
@@ -183,31 +210,98 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
   finish(state);
 }
 
-asio::awaitable<void> Proxy::readyz(http::ResponseWriter& writer) {
-  const auto snapshot = director_.datastore().snapshot();
-  const TimePoint now = director_.clock().now();
-  std::size_t ready = 0;
-  for (const auto& endpoint : snapshot->endpoints) {
-    if (endpoint.fresh_metrics(now, options_.metrics_staleness_threshold)) ++ready;
+asio::awaitable<bool> Proxy::choose_pool(RequestState& state, const http::Request& request,
+                                         std::string_view path, director::Headers& headers,
+                                         http::ResponseWriter& writer) {
+  if (!routes_) {
+    state.pool = &pools_.front();
+    co_return true;
   }
+  // Body-based routing: the model the body names, never a client's own header.
+  set_director_header(headers, kModelNameHeader, "");
+  if (request.method() == bhttp::verb::post) {
+    const Result<request::OpenAiRequest> parsed =
+        request::parse_openai_request(request::api_kind_from_path(path), request.body());
+    if (!parsed) {
+      co_await reply_error(state, writer, parsed.status(), "bad_request", false);
+      co_return false;
+    }
+    state.record.model = parsed->model;
+    headers.emplace_back(std::string(kModelNameHeader), parsed->model);
+  }
+  const std::string_view host = director::find_header(headers, ":authority").value_or("");
+  const RouteRule* rule = routes_->match(
+      {.method = request.method_string(), .path = path, .host = host, .headers = headers});
+  if (rule == nullptr) {
+    const std::string model = state.record.model;
+    const Status status = Status::not_found(
+        model.empty() ? fmt::format("no route matches {} {}", request.method_string(), path)
+                      : fmt::format("the model `{}` does not exist: no route matches it", model));
+    co_await reply_error(state, writer, status, "no_route", false);
+    co_return false;
+  }
+  const std::uint64_t draw = route_draws_.fetch_add(1, std::memory_order_relaxed);
+  const std::optional<RouteBackend> backend =
+      RouteTable::pick_backend(*rule, derive_seed(seed_, /*domain=*/0x726f757465, draw));
+  if (!backend) {
+    const Status status = Status::internal(
+        fmt::format("route {} rule {} has no backend to send the request to (no backendRefs, or "
+                    "every weight is 0)",
+                    rule->route, rule->rule_index));
+    co_await reply_error(state, writer, status, "no_backend", false);
+    co_return false;
+  }
+  state.pool = &pools_[backend->pool_index];
+  if (rule->request_timeout) {
+    state.request_timeout = *rule->request_timeout;
+    state.deadline = state.start + *rule->request_timeout;
+  }
+  state.backend_request_timeout = rule->backend_request_timeout;
+  co_return true;
+}
+
+asio::awaitable<void> Proxy::list_models(RequestState& state, http::ResponseWriter& writer) {
+  std::string body = models_list_json(models_);
+  state.record.status = 200;
+  if (!co_await writer.send(200, kJson, std::move(body))) state.record.status = kClientClosed;
+}
+
+asio::awaitable<void> Proxy::readyz(http::ResponseWriter& writer) {
+  // Ready when every pool has an endpoint with fresh metrics.
+  std::size_t ready = 0;
+  std::size_t endpoints = 0;
+  std::size_t pools_ready = 0;
+  for (const ProxyPool& pool : pools_) {
+    const auto snapshot = pool.director->datastore().snapshot();
+    const TimePoint now = pool.director->clock().now();
+    std::size_t pool_ready = 0;
+    for (const auto& endpoint : snapshot->endpoints) {
+      if (endpoint.fresh_metrics(now, options_.metrics_staleness_threshold)) ++pool_ready;
+    }
+    ready += pool_ready;
+    endpoints += snapshot->endpoints.size();
+    if (pool_ready > 0) ++pools_ready;
+  }
+  const bool all_pools = pools_ready == pools_.size();
   const bool draining = draining_.load(std::memory_order_acquire);
-  const unsigned status = ready > 0 && !draining ? 200 : 503;
+  const unsigned status = all_pools && !draining ? 200 : 503;
   std::string body = fmt::format(R"({{"status":"{}","endpoints_ready":{},"endpoints":{}}})",
-                                 draining    ? "draining"
-                                 : ready > 0 ? "ready"
-                                             : "no endpoint has fresh metrics",
-                                 ready, snapshot->endpoints.size());
+                                 draining             ? "draining"
+                                 : all_pools          ? "ready"
+                                 : pools_.size() == 1 ? "no endpoint has fresh metrics"
+                                                      : "a pool has no endpoint with fresh metrics",
+                                 ready, endpoints);
   co_await writer.send(status, kJson, std::move(body));
 }
 
 std::optional<std::vector<std::string>> Proxy::allowed_endpoints(
-    const std::vector<std::string>& attempted) const {
+    const ProxyPool& proxy_pool, const std::vector<std::string>& attempted) const {
   const std::vector<std::string> ejected = health_.ejected();
   if (ejected.empty() && attempted.empty()) {
     return std::vector<std::string>();  // the common case: no lock, no list
   }
   std::vector<std::string> pool;
-  const auto snapshot = director_.datastore().snapshot();
+  const auto snapshot = proxy_pool.director->datastore().snapshot();
   pool.reserve(snapshot->endpoints.size());
   for (const auto& endpoint : snapshot->endpoints) pool.push_back(endpoint.info->host_port);
   std::vector<std::string> allowed = allowed_candidates(pool, ejected, attempted);
@@ -229,17 +323,23 @@ void Proxy::record_failure(const std::string& host_port, AttemptFailure failure)
 
 std::chrono::milliseconds Proxy::budget(const RequestState& state,
                                         std::chrono::milliseconds step) const {
-  if (!state.deadline) return step;
+  std::optional<SteadyTime> deadline = state.deadline;
+  if (state.attempt_deadline && (!deadline || *state.attempt_deadline < *deadline)) {
+    deadline = state.attempt_deadline;
+  }
+  if (!deadline) return step;
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      *state.deadline - std::chrono::steady_clock::now());
+      *deadline - std::chrono::steady_clock::now());
   return std::clamp(left, std::chrono::milliseconds(1), step);
 }
 
 asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& request,
                                      http::ResponseWriter& writer, director::Headers headers,
                                      const RouteFunction& route) {
+  director::Director& director = *state.pool->director;
   // Ejected endpoints sit out (an empty pool is the director's to report).
-  std::vector<std::string> allowed = allowed_endpoints({}).value_or(std::vector<std::string>());
+  std::vector<std::string> allowed =
+      allowed_endpoints(*state.pool, {}).value_or(std::vector<std::string>());
   Result<director::RoutedRequest> first_route =
       route(headers, allowed.empty() ? nullptr : &allowed);
   if (!first_route) {
@@ -283,7 +383,8 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
     if (!next) {
       if (plan.attempted().empty() || !plan.can_retry()) break;
       // The destination list is used up: ask the director again, without what failed.
-      std::optional<std::vector<std::string>> candidates = allowed_endpoints(plan.attempted());
+      std::optional<std::vector<std::string>> candidates =
+          allowed_endpoints(*state.pool, plan.attempted());
       if (!candidates) break;  // nothing left that has not failed or been ejected
       allowed = std::move(*candidates);
       Result<director::RoutedRequest> rerouted =
@@ -306,6 +407,9 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
     if (state.deadline && std::chrono::steady_clock::now() >= *state.deadline) {
       timed_out = true;
       break;
+    }
+    if (state.backend_request_timeout) {
+      state.attempt_deadline = std::chrono::steady_clock::now() + *state.backend_request_timeout;
     }
     ExchangeTimeouts timeouts{.connect = budget(state, options_.connect_timeout),
                               .first_byte = budget(state, options_.first_byte_timeout)};
@@ -389,7 +493,7 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
   if (timed_out || !last_failure) {
     const Status status = timed_out
                               ? Status(504, fmt::format("the request did not complete within {} ms",
-                                                        options_.request_timeout.count()))
+                                                        state.request_timeout.count()))
                               : Status::unavailable("no endpoint left to try");
     co_await reply_error(state, writer, status, timed_out ? "upstream_timeout" : "no_endpoint",
                          false);
@@ -397,7 +501,7 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
   }
   const Status status = final_status(*last_failure, state.record.attempts);
   // The attempt's reason was counted already; the director counts the answer.
-  director_.count_error(status, state.record.model, state.record.target_model);
+  director.count_error(status, state.record.model, state.record.target_model);
   state.record.status = static_cast<unsigned>(status.http_status());
   state.record.error = status.message();
   std::string body = status.to_openai_json();
@@ -451,7 +555,7 @@ asio::awaitable<void> Proxy::relay(RequestState& state, http::ResponseWriter& wr
       } else {
         // Bytes went out already: the stream is left unterminated, which the client sees as a
         // truncated response.
-        director_.count_error(status, state.record.model, state.record.target_model);
+        state.pool->director->count_error(status, state.record.model, state.record.target_model);
         state.record.error = status.message();
       }
       co_return;
@@ -509,7 +613,14 @@ asio::awaitable<void> Proxy::reply_error(RequestState& state, http::ResponseWrit
                                          bool counted_by_director) {
   metrics_.count_error(reason);
   if (!counted_by_director) {
-    director_.count_error(status, state.record.model, state.record.target_model);
+    // Before a pool is chosen the error is the gateway's own (e.g. no route): the director of
+    // the only pool counts it when there is just one, as before routes existed.
+    const ProxyPool* pool = state.pool != nullptr ? state.pool
+                            : pools_.size() == 1  ? &pools_.front()
+                                                  : nullptr;
+    if (pool != nullptr) {
+      pool->director->count_error(status, state.record.model, state.record.target_model);
+    }
   }
   state.record.status = static_cast<unsigned>(status.http_status());
   state.record.error = status.message();

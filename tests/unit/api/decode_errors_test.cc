@@ -154,7 +154,7 @@ spec:
        {R"(pool.yaml: InferenceModel "m" (document 1): unsupported apiVersion "inference.networking.k8s.io/v1" for kind InferenceModel (supported: inference.networking.x-k8s.io/v1alpha2))"}},
       {"unknown kind",
        "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
-       {R"(pool.yaml: Service "s" (document 1): unknown kind "Service" (apiVersion "v1"); supported kinds: InferencePool, InferenceObjective, InferenceModelRewrite, InferenceModel, EndpointPickerConfig)"}},
+       {R"(pool.yaml: Service "s" (document 1): unknown kind "Service" (apiVersion "v1"); supported kinds: InferencePool, InferenceObjective, InferenceModelRewrite, InferenceModel, EndpointPickerConfig, Gateway, HTTPRoute)"}},
       {"missing apiVersion and kind",
        "metadata: {name: x}\n",
        {R"(pool.yaml: document 1: missing required field "apiVersion")",
