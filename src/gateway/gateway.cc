@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <limits>
@@ -10,6 +11,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/random.h"
 #include "datastore/collector.h"
 #include "datastore/datastore.h"
 #include "datastore/metrics_mapping.h"
@@ -23,6 +25,24 @@ namespace infergate::gateway {
 
 namespace asio = boost::asio;
 
+namespace {
+
+// Can a completion or chat request for `model` reach pool `pool_idx` through `routes`?
+bool routes_reach(const RouteTable& routes, const std::string& model, std::size_t pool_idx) {
+  const director::Headers headers = {{std::string(kModelNameHeader), model}};
+  for (std::string_view path : {"/v1/completions", "/v1/chat/completions"}) {
+    const RouteRule* rule =
+        routes.match({.method = "POST", .path = path, .host = "", .headers = headers});
+    if (rule == nullptr) continue;
+    for (const RouteBackend& backend : rule->backends) {
+      if (backend.pool_index == pool_idx) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 struct Gateway::Impl {
   explicit Impl(GatewayOptions opts) : options(std::move(opts)) {}
 
@@ -30,22 +50,29 @@ struct Gateway::Impl {
   std::size_t workers = 1;
   SteadyClock clock;
   prom::Registry registry;
-  datastore::Datastore store;
+  // One per pool: its datastore and director (picker, policies, in-flight state).
+  struct PoolRuntime {
+    PoolOptions options;
+    datastore::Datastore store;
+    std::unique_ptr<director::Director> director;
+  };
+  std::vector<std::unique_ptr<PoolRuntime>> pools;
+  std::shared_ptr<const RouteTable> routes;
   std::optional<datastore::EngineMappings> mappings;
-  std::unique_ptr<director::Director> director;
   std::unique_ptr<GatewayMetrics> metrics;
   std::unique_ptr<EndpointHealth> health;
 
   // Collectors: their own io_context and thread; declared after what their coroutines use.
   asio::io_context collector_io{1};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> collector_work;
-  std::unique_ptr<datastore::CollectorSet> collectors;
+  std::vector<std::unique_ptr<datastore::CollectorSet>> collectors;  // one per pool
   std::thread collector_thread;
 
-  // The data plane. Declared after everything handlers use, so that the io_context (and the
-  // coroutine frames it may still hold) goes first; the pool's connections must go before it.
-  std::optional<asio::io_context> io;
-  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> io_work;
+  // The data plane: one io_context per worker, each run by its own thread. Declared after
+  // everything handlers use, so that the io_contexts (and the coroutine frames they may still
+  // hold) go first; the pool's connections must go before them.
+  std::vector<std::unique_ptr<asio::io_context>> ios;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> io_work;
   std::unique_ptr<UpstreamPool> pool;
   std::unique_ptr<Proxy> proxy;
   std::unique_ptr<http::Server> server;
@@ -58,41 +85,96 @@ struct Gateway::Impl {
 Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
   Impl& impl = *impl_;
   GatewayOptions& opts = impl.options;
-  if (opts.endpoints.empty()) {
-    throw std::runtime_error("the pool has no endpoints: give --endpoints host:port,...");
+  if (opts.pools.empty()) {
+    if (opts.endpoints.empty()) {
+      throw std::runtime_error("the pool has no endpoints: give --endpoints host:port,...");
+    }
+    opts.pools.push_back(
+        {.name = opts.pool_name, .endpoints = opts.endpoints, .policies = opts.policies});
   }
   impl.workers = opts.workers != 0 ? opts.workers
                                    : std::max<std::size_t>(1, std::thread::hardware_concurrency());
   opts.proxy.metrics_staleness_threshold = opts.metrics_staleness_threshold;
 
-  auto setup = scheduling::build_scheduler(opts.picker_config);
-  if (!setup) {
-    throw std::runtime_error(fmt::format("EndpointPickerConfig:\n{}", setup.status().message()));
-  }
   auto mappings = datastore::engine_mappings_from_config(opts.picker_config);
   if (!mappings) {
     throw std::runtime_error(fmt::format("EndpointPickerConfig:\n{}", mappings.status().message()));
   }
   impl.mappings = std::move(*mappings);
 
-  director::DirectorOptions director_options;
-  director_options.pool_name = opts.pool_name;
-  director_options.metrics_staleness_threshold = opts.metrics_staleness_threshold;
-  director_options.seed = opts.seed;
-  impl.director = std::make_unique<director::Director>(impl.store, std::move(*setup), opts.policies,
-                                                       impl.clock, impl.registry, director_options);
+  // Each pool its own picker (its own scheduler state, e.g. the prefix index) and datastore.
+  std::vector<ProxyPool> proxy_pools;
+  std::vector<std::string> keys;
+  for (std::size_t pool_idx = 0; pool_idx < opts.pools.size(); ++pool_idx) {
+    const PoolOptions& pool_options = opts.pools[pool_idx];
+    if (pool_options.endpoints.empty()) {
+      throw std::runtime_error(fmt::format("pool {} has no endpoints", pool_options.name));
+    }
+    auto setup = scheduling::build_scheduler(opts.picker_config);
+    if (!setup) {
+      throw std::runtime_error(fmt::format("EndpointPickerConfig:\n{}", setup.status().message()));
+    }
+    auto runtime = std::make_unique<Impl::PoolRuntime>();
+    runtime->options = pool_options;
+    director::DirectorOptions director_options;
+    director_options.pool_name = pool_options.name;
+    director_options.metrics_staleness_threshold = opts.metrics_staleness_threshold;
+    // The first pool draws as the single pool always has; the others from their own seeds.
+    director_options.seed = opts.seed == 0 || pool_idx == 0
+                                ? opts.seed
+                                : derive_seed(opts.seed, /*domain=*/1, pool_idx);
+    runtime->director = std::make_unique<director::Director>(runtime->store, std::move(*setup),
+                                                             pool_options.policies, impl.clock,
+                                                             impl.registry, director_options);
+    proxy_pools.push_back({.name = pool_options.name, .director = runtime->director.get()});
+    keys.push_back(pool_options.namespace_name + "/" + pool_options.name);
+    impl.pools.push_back(std::move(runtime));
+  }
+  if (!opts.routes.empty()) {
+    auto routes = RouteTable::build(opts.routes, keys, kDefaultNamespace);
+    if (!routes) throw std::runtime_error(routes.status().message());
+    impl.routes = std::make_shared<const RouteTable>(std::move(*routes));
+  }
+  // GET /v1/models: what the routes and the pools' policies name, each model once.
+  std::vector<ListedModel> models;
+  const auto list = [&models](const std::string& id, const std::string& owner) {
+    const bool listed = std::any_of(models.begin(), models.end(),
+                                    [&](const ListedModel& model) { return model.id == id; });
+    if (!listed) models.push_back({.id = id, .owned_by = owner});
+  };
+  if (impl.routes) {
+    for (const RoutedModel& routed : impl.routes->routed_models()) {
+      list(routed.model, opts.pools[routed.pool_index].name);
+    }
+  }
+  for (std::size_t pool_idx = 0; pool_idx < opts.pools.size(); ++pool_idx) {
+    for (const std::string& model : opts.pools[pool_idx].model_names) {
+      // Only names a request can reach this pool with: no routes (one pool), or a rule that
+      // accepts the model and may choose the pool.
+      if (!impl.routes ? pool_idx == 0 : routes_reach(*impl.routes, model, pool_idx)) {
+        list(model, opts.pools[pool_idx].name);
+      }
+    }
+  }
   impl.metrics = std::make_unique<GatewayMetrics>(impl.registry);
   impl.health = std::make_unique<EndpointHealth>(impl.clock, opts.ejection);
 
-  impl.io.emplace(static_cast<int>(impl.workers));
-  impl.pool =
-      std::make_unique<UpstreamPool>(impl.io->get_executor(), impl.workers, opts.upstream_pool);
+  // Shard i of the upstream pool is worker i: its connections live on that worker's io_context.
+  std::vector<asio::any_io_executor> shard_executors;
+  std::vector<asio::io_context*> listener_ios;
+  for (std::size_t worker = 0; worker < impl.workers; ++worker) {
+    impl.ios.push_back(std::make_unique<asio::io_context>(1));
+    shard_executors.push_back(impl.ios.back()->get_executor());
+    listener_ios.push_back(impl.ios.back().get());
+  }
+  impl.pool = std::make_unique<UpstreamPool>(std::move(shard_executors), opts.upstream_pool);
   std::shared_ptr<spdlog::logger> access_logger;
   if (opts.access_log) {
     access_logger = opts.access_logger ? opts.access_logger : make_stdout_access_logger();
   }
-  impl.proxy = std::make_unique<Proxy>(*impl.director, *impl.pool, *impl.health, *impl.metrics,
-                                       impl.registry, std::move(access_logger), opts.proxy);
+  impl.proxy = std::make_unique<Proxy>(std::move(proxy_pools), impl.routes, std::move(models),
+                                       *impl.pool, *impl.health, *impl.metrics, impl.registry,
+                                       std::move(access_logger), opts.proxy, opts.seed);
 
   http::ServerOptions server_options;
   server_options.address = opts.host;
@@ -100,8 +182,11 @@ Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>(std::mov
   server_options.body_limit_bytes = opts.max_request_body_bytes == 0
                                         ? std::numeric_limits<std::size_t>::max()
                                         : opts.max_request_body_bytes;
+  server_options.header_limit_bytes = opts.max_request_header_bytes;
+  server_options.max_header_fields = opts.max_request_headers;
   server_options.server_name = "infergate";
-  impl.server = std::make_unique<http::Server>(*impl.io, server_options, impl.proxy->handler());
+  server_options.strand_per_connection = false;  // each worker's io_context has one thread
+  impl.server = std::make_unique<http::Server>(listener_ios, server_options, impl.proxy->handler());
   impl.metrics->watch(impl.registry, impl.server->stats(), impl.pool->stats());
 }
 
@@ -113,30 +198,41 @@ void Gateway::start() {
   impl.started = true;
   const GatewayOptions& opts = impl.options;
 
-  impl.store.set_endpoints(opts.endpoints);
   datastore::CollectorOptions collector_options;
   collector_options.refresh_interval = std::max(
       std::chrono::milliseconds(1),
       std::chrono::duration_cast<std::chrono::milliseconds>(opts.refresh_metrics_interval));
   impl.collector_work.emplace(impl.collector_io.get_executor());
-  impl.collectors = std::make_unique<datastore::CollectorSet>(
-      impl.collector_io, impl.store, *impl.mappings, impl.clock, collector_options);
-  impl.collectors->sync();
+  std::size_t endpoints = 0;
+  for (auto& pool : impl.pools) {
+    pool->store.set_endpoints(pool->options.endpoints);
+    endpoints += pool->options.endpoints.size();
+    impl.collectors.push_back(std::make_unique<datastore::CollectorSet>(
+        impl.collector_io, pool->store, *impl.mappings, impl.clock, collector_options));
+    impl.collectors.back()->sync();
+  }
   impl.collector_thread = std::thread([&impl] { impl.collector_io.run(); });
 
-  impl.io_work.emplace(impl.io->get_executor());
+  for (auto& io : impl.ios) impl.io_work.push_back(asio::make_work_guard(*io));
   impl.server->start();
   for (std::size_t worker = 0; worker < impl.workers; ++worker) {
     impl.worker_threads.emplace_back([&impl, worker] {
       set_current_shard(worker);
-      impl.io->run();
+      impl.ios[worker]->run();
     });
   }
+  std::string pool_names;
+  for (const auto& pool : impl.pools) {
+    pool_names += (pool_names.empty() ? "" : ", ") + pool->options.name;
+  }
   spdlog::info(
-      "infergate serve: listening on http://{}:{} with {} worker thread{}; pool {} with "
-      "{} endpoint{}",
-      opts.host, impl.server->port(), impl.workers, impl.workers == 1 ? "" : "s", opts.pool_name,
-      opts.endpoints.size(), opts.endpoints.size() == 1 ? "" : "s");
+      "infergate serve: listening on http://{}:{} with {} worker thread{}; pool{} {} with "
+      "{} endpoint{}{}",
+      opts.host, impl.server->port(), impl.workers, impl.workers == 1 ? "" : "s",
+      impl.pools.size() == 1 ? "" : "s", pool_names, endpoints, endpoints == 1 ? "" : "s",
+      impl.routes ? fmt::format(", {} route rule{}", impl.routes->rule_count(),
+                                impl.routes->rule_count() == 1 ? "" : "s")
+                  : "");
 }
 
 void Gateway::stop() {
@@ -157,17 +253,18 @@ void Gateway::stop() {
         "closing them",
         impl.proxy->in_flight());
   }
-  impl.io_work.reset();
-  impl.io->stop();
+  impl.io_work.clear();
+  for (auto& io : impl.ios) io->stop();
   for (auto& thread : impl.worker_threads) thread.join();
   impl.worker_threads.clear();
   // Idle upstream connections, then whatever coroutine frames are left (their connections return
-  // to a pool that now closes them), then the listener, all before the io_context goes.
+  // to a pool that now closes them), then the listener, all before the io_contexts go. A worker's
+  // frames hold only objects of its own io_context, so the io_contexts may go in any order.
   impl.pool->shutdown();
   impl.server.reset();
-  impl.io.reset();
+  impl.ios.clear();
 
-  if (impl.collectors) impl.collectors->stop_all();
+  for (auto& collectors : impl.collectors) collectors->stop_all();
   impl.collector_work.reset();
   impl.collector_io.stop();
   if (impl.collector_thread.joinable()) impl.collector_thread.join();
@@ -176,8 +273,9 @@ void Gateway::stop() {
 
 std::uint16_t Gateway::port() const { return impl_->server ? impl_->server->port() : 0; }
 const GatewayOptions& Gateway::options() const { return impl_->options; }
-datastore::Datastore& Gateway::datastore() { return impl_->store; }
-director::Director& Gateway::director() { return *impl_->director; }
+datastore::Datastore& Gateway::datastore(std::size_t pool) { return impl_->pools.at(pool)->store; }
+director::Director& Gateway::director(std::size_t pool) { return *impl_->pools.at(pool)->director; }
+std::size_t Gateway::pool_count() const { return impl_->pools.size(); }
 prom::Registry& Gateway::registry() { return impl_->registry; }
 const GatewayMetrics& Gateway::metrics() const { return *impl_->metrics; }
 const EndpointHealth& Gateway::health() const { return *impl_->health; }

@@ -6,12 +6,17 @@
 //                   (N worker threads)          ▲
 //                                   Datastore ◀─ CollectorSet (scrapes /metrics, own thread)
 //
-// Threads: `workers` threads run one io_context that serves the listener, every client
-// connection (each on its own strand) and the upstream connections; the upstream pool is sharded
-// by worker thread (upstream_pool.h). One shared io_context rather than one per core because
-// http::Server binds a single acceptor (no SO_REUSEPORT option), so connections cannot be spread
-// over several io_contexts by the kernel. The metrics collectors run on their own io_context and
-// thread.
+// Several pools (`--config`): each InferencePool gets its own Datastore, collectors and Director
+// (picker, policies, in-flight state); the Proxy's RouteTable (routes.h) picks the pool per
+// request. The upstream connection pool, endpoint health and gateway metrics are shared.
+//
+// Threads: one io_context per worker (`workers`, default one per core), each run by one thread.
+// Every worker has its own acceptor on the shared port (SO_REUSEPORT: the kernel spreads new
+// connections over the workers), and a client connection stays on the worker that accepted it,
+// together with the upstream connections it uses: shard i of the upstream pool is worker i
+// (upstream_pool.h). So a request never changes threads and nothing on the request path is shared
+// between workers except the director's thread-safe state and atomic counters. The metrics
+// collectors run on their own io_context and thread.
 //
 // Lifecycle: construct (checks the configuration, binds the port; throws std::runtime_error with
 // one clear message), start(), then stop() — graceful: /readyz turns 503, the listener closes,
@@ -22,6 +27,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +37,7 @@
 #include "datastore/endpoint.h"
 #include "gateway/proxy.h"
 #include "gateway/retry_policy.h"
+#include "gateway/routes.h"
 
 namespace spdlog {
 class logger;
@@ -48,22 +55,44 @@ class Registry;
 
 namespace infergate::gateway {
 
+// One InferencePool the gateway serves (`--config`).
+struct PoolOptions {
+  std::string name = "default";  // backendRef name; label `name` of the inference_pool_* gauges
+  std::string namespace_name = "default";
+  std::vector<datastore::EndpointSpec> endpoints;
+  // Its InferenceObjectives and InferenceModelRewrites (null: none).
+  std::shared_ptr<const datastore::ModelPolicies> policies;
+  // Client model names its policies declare (listed by GET /v1/models).
+  std::vector<std::string> model_names;
+  // Kept for the external-EPP mode; the embedded picker does not use it.
+  std::optional<api::EndpointPickerRef> endpoint_picker_ref;
+};
+
 struct GatewayOptions {
   std::string host = "0.0.0.0";  // --host
   std::uint16_t port = 8080;     // --port (0: any free port)
-  // The pool (--endpoints), and its name in the inference_pool_* metrics.
+  // The quick-start pool (--endpoints), and its name in the inference_pool_* metrics; used when
+  // `pools` is empty.
   std::vector<datastore::EndpointSpec> endpoints;
   std::string pool_name = "default";
-  // The picker configuration (--config-file / --config-text; GIE's default profile otherwise).
-  api::EndpointPickerConfig picker_config = api::default_endpoint_picker_config();
-  // InferenceObjectives and InferenceModelRewrites (null: none).
+  // InferenceObjectives and InferenceModelRewrites of the quick-start pool (null: none).
   std::shared_ptr<const datastore::ModelPolicies> policies;
+  // Several pools, each with its own datastore, collectors, picker and in-flight state (--config).
+  std::vector<PoolOptions> pools;
+  // HTTPRoutes choosing among `pools` (routes.h); empty: everything goes to the first pool.
+  std::vector<api::HTTPRoute> routes;
+  // The picker configuration every pool uses (--config-file / --config-text / an
+  // EndpointPickerConfig in --config; GIE's default profile otherwise).
+  api::EndpointPickerConfig picker_config = api::default_endpoint_picker_config();
   ProxyOptions proxy;
   EjectionOptions ejection;
   UpstreamPoolOptions upstream_pool;
   std::size_t workers = 0;                         // --workers (0: one per core)
   std::size_t max_request_body_bytes = 16u << 20;  // --max-request-body-bytes (0: no limit)
-  std::chrono::milliseconds drain_timeout{30000};  // --drain-timeout
+  // Larger request headers, or more header fields, are answered with 431.
+  std::size_t max_request_header_bytes = 64u << 10;                   // --max-request-header-bytes
+  std::size_t max_request_headers = 100;                              // --max-request-headers
+  std::chrono::milliseconds drain_timeout{30000};                     // --drain-timeout
   Duration refresh_metrics_interval = std::chrono::milliseconds(50);  // --refresh-metrics-interval
   // --metrics-staleness-threshold (also ProxyOptions::metrics_staleness_threshold, set from it).
   Duration metrics_staleness_threshold = std::chrono::seconds(2);
@@ -87,8 +116,10 @@ class Gateway {
 
   std::uint16_t port() const;  // the bound port
   const GatewayOptions& options() const;
-  datastore::Datastore& datastore();
-  director::Director& director();
+  // Pool `pool` (index into options().pools; the quick-start pool is 0).
+  datastore::Datastore& datastore(std::size_t pool = 0);
+  director::Director& director(std::size_t pool = 0);
+  std::size_t pool_count() const;
   prom::Registry& registry();
   const GatewayMetrics& metrics() const;
   const EndpointHealth& health() const;

@@ -1,6 +1,7 @@
 #include "gateway/upstream_pool.h"
 
 #include <algorithm>
+#include <stdexcept>
 
 namespace infergate::gateway {
 namespace {
@@ -49,11 +50,22 @@ std::optional<UpstreamEndpoint> parse_upstream_endpoint(std::string_view host_po
   return endpoint;
 }
 
+UpstreamPool::UpstreamPool(std::vector<boost::asio::any_io_executor> shard_executors,
+                           UpstreamPoolOptions options)
+    : options_(options), shards_(std::max<std::size_t>(1, shard_executors.size())) {
+  if (shard_executors.empty()) {
+    throw std::invalid_argument("UpstreamPool needs at least one shard executor");
+  }
+  for (std::size_t shard = 0; shard < shards_.size(); ++shard) {
+    shards_[shard].executor = std::move(shard_executors[shard]);
+  }
+}
+
 UpstreamPool::UpstreamPool(boost::asio::any_io_executor executor, std::size_t shard_count,
                            UpstreamPoolOptions options)
-    : executor_(std::move(executor)),
-      options_(options),
-      shards_(std::max<std::size_t>(1, shard_count)) {}
+    : UpstreamPool(std::vector<boost::asio::any_io_executor>(std::max<std::size_t>(1, shard_count),
+                                                             executor),
+                   options) {}
 
 UpstreamPool::~UpstreamPool() { shutdown(); }
 
@@ -124,7 +136,7 @@ UpstreamPool::start_exchange(std::size_t shard, const UpstreamEndpoint& endpoint
     }
     const bool reused = connection != nullptr;
     if (!reused) {
-      connection = std::make_unique<http::ClientConnection>(executor_);
+      connection = std::make_unique<http::ClientConnection>(shards_[shard].executor);
       cancel.set_active(connection.get());
       Status connected =
           co_await connection->connect(endpoint.host, endpoint.port, timeouts.connect);

@@ -4,11 +4,13 @@
 // (connect or reuse, send the request, read the response head).
 //
 // Threading: the pool is split into shards, one per I/O thread, and a thread only ever touches
-// its own shard (the caller passes its shard index, e.g. gateway::worker_index()): no locks and
-// no cross-thread sharing on the request path. A connection taken out of a shard is owned by the
-// request's coroutine until it is released — possibly from another thread of the same io_context
-// (a strand may resume on any of its threads), into that thread's shard. Connections are created on
-// the io_context's executor; their operations complete on the calling coroutine's executor.
+// its own shard (the caller passes its shard index, current_shard()): no locks and no
+// cross-thread sharing on the request path. Each shard has an executor, and the connections it
+// opens live on it: in the gateway, shard i is worker thread i and its own io_context, so a
+// connection is opened, used, pooled and reused by one thread only. A connection taken out of a
+// shard is owned by the request's coroutine until it is released into the shard of the thread
+// releasing it (with several threads on one io_context that may be another thread's shard: the
+// shards then share one executor). Operations complete on the calling coroutine's executor.
 //
 // Bounds: at most max_idle_per_endpoint idle connections per endpoint and shard (the surplus is
 // closed), and an idle connection older than max_idle_age is closed instead of reused (model
@@ -104,7 +106,11 @@ struct UpstreamPoolStats {
 
 class UpstreamPool {
  public:
-  // `executor` is the io_context's (not a strand): connections move between requests.
+  // One shard per executor in `shard_executors` (at least one): an io_context's executor, not a
+  // strand, since connections move between requests.
+  explicit UpstreamPool(std::vector<boost::asio::any_io_executor> shard_executors,
+                        UpstreamPoolOptions options = {});
+  // `shard_count` shards on one executor (one io_context run by several threads).
   UpstreamPool(boost::asio::any_io_executor executor, std::size_t shard_count,
                UpstreamPoolOptions options = {});
   ~UpstreamPool();
@@ -139,13 +145,13 @@ class UpstreamPool {
     std::chrono::steady_clock::time_point since;
   };
   struct alignas(64) Shard {                                  // one per thread: no false sharing
+    boost::asio::any_io_executor executor;                    // where its connections live
     std::unordered_map<std::string, std::vector<Idle>> idle;  // most recent last
   };
   // The most recently used idle connection to `host_port` that is open and young enough.
   std::unique_ptr<http::ClientConnection> take_idle(std::size_t shard,
                                                     const std::string& host_port);
 
-  boost::asio::any_io_executor executor_;
   const UpstreamPoolOptions options_;
   std::vector<Shard> shards_;
   std::atomic<bool> shut_down_{false};

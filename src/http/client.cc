@@ -79,12 +79,17 @@ struct ClientConnection::Impl {
   bool awaiting_response = false;
 
   void close_socket() {
-    error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream.socket().close(ignored);
+    close_socket_only();
     buffer.clear();
   }
 
+  void close_socket_only() {
+    error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream.socket().close(ignored);
+  }
+
+  // After an operation failed, or before a new connect: nothing is in progress.
   void close() {
     close_socket();
     parser.reset();
@@ -287,7 +292,12 @@ void ClientConnection::set_body_limit(std::uint64_t bytes) { impl_->body_limit =
 
 bool ClientConnection::is_open() const { return impl_->stream.socket().is_open(); }
 
-void ClientConnection::close() { impl_->close(); }
+void ClientConnection::close() {
+  // Only the socket: an operation in progress still uses the buffer and the parser until its
+  // completion runs, which may already be queued with data read before the close (it then parses
+  // that data, or fails with operation_aborted). The next connect() resets the rest.
+  impl_->close_socket_only();
+}
 
 asio::awaitable<Result<ClientResponse>> fetch(asio::any_io_executor executor, std::string host,
                                               std::uint16_t port, Request request,

@@ -62,6 +62,9 @@ class ClientConnection {
   // Largest response body accepted (502 beyond it).
   void set_body_limit(std::uint64_t bytes);
   bool is_open() const;
+  // Closes the socket. May also be called (from another coroutine on the same executor) while a
+  // call is pending, to abort it: that call then fails, and the connection is unusable until
+  // connect() again.
   void close();
 
  private:

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <boost/asio/as_tuple.hpp>
@@ -32,6 +33,7 @@
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -69,18 +71,16 @@ bool has_no_body(unsigned status) {
 
 namespace detail {
 
+// What every connection shares, whichever io_context it runs on. It owns no I/O object, so that
+// each io_context's leftover coroutine frames hold I/O objects of that io_context only, and the
+// io_contexts may be destroyed in any order.
 struct ServerState {
-  ServerState(asio::io_context& io_context, ServerOptions server_options, Handler request_handler)
-      : io(io_context),
-        options(std::move(server_options)),
-        handler(std::move(request_handler)),
-        acceptor(asio::make_strand(io_context)) {}
+  ServerState(ServerOptions server_options, Handler request_handler)
+      : options(std::move(server_options)), handler(std::move(request_handler)) {}
 
-  asio::io_context& io;
   const ServerOptions options;
   const Handler handler;
   ServerStats stats;
-  tcp::acceptor acceptor;  // used only on its own strand once start() has run
   std::uint16_t port = 0;
   std::atomic<bool> started{false};
   std::atomic<bool> stopping{false};
@@ -91,6 +91,17 @@ struct ServerState {
 };
 
 // One accepted connection. Everything below runs on the connection's strand.
+// One acceptor and the io_context its connections run on; kept alive by the Server and by the
+// accept loop (a coroutine on that io_context).
+struct Listener {
+  Listener(asio::io_context& io_context, std::shared_ptr<ServerState> server_state)
+      : io(io_context), state(std::move(server_state)), acceptor(asio::make_strand(io_context)) {}
+
+  asio::io_context& io;
+  std::shared_ptr<ServerState> state;
+  tcp::acceptor acceptor;  // used only on its own strand once start() has run
+};
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(tcp::socket socket, std::shared_ptr<ServerState> server)
@@ -247,6 +258,15 @@ asio::awaitable<Connection::ReadOutcome> Connection::read_request(
   // socket, and a slow client should still get its 408.
   stream_.expires_never();
   auto [ec, bytes] = co_await bhttp::async_read_header(stream_, buffer_, parser, kAsTuple);
+  if (!ec && options_.max_header_fields != 0 &&
+      static_cast<std::size_t>(std::distance(parser.get().begin(), parser.get().end())) >
+          options_.max_header_fields) {
+    disarm_read_timer();
+    ++server_->stats.headers_too_large;
+    read_error_ = Status(
+        431, fmt::format("request has more than {} header fields", options_.max_header_fields));
+    co_return ReadOutcome::kRespondAndClose;
+  }
   if (!ec && !parser.is_done()) {
     const auto expect = parser.get()[bhttp::field::expect];
     if (beast::iequals(expect, "100-continue")) {
@@ -623,20 +643,25 @@ tcp::endpoint resolve_listen_endpoint(const ServerOptions& options) {
   return results.begin()->endpoint();
 }
 
-asio::awaitable<void> accept_loop(std::shared_ptr<detail::ServerState> state) {
+asio::awaitable<void> accept_loop(std::shared_ptr<detail::Listener> listener) {
+  const std::shared_ptr<detail::ServerState>& state = listener->state;
+  tcp::acceptor& acceptor = listener->acceptor;
   while (true) {
-    auto [ec, socket] = co_await state->acceptor.async_accept(
-        asio::any_io_executor(asio::make_strand(state->io)), kAsTuple);
+    const asio::any_io_executor connection_executor =
+        state->options.strand_per_connection
+            ? asio::any_io_executor(asio::make_strand(listener->io))
+            : asio::any_io_executor(listener->io.get_executor());
+    auto [ec, socket] = co_await acceptor.async_accept(connection_executor, kAsTuple);
     if (state->stopping) {
       co_return;
     }
     if (ec) {
-      if (ec == asio::error::operation_aborted || !state->acceptor.is_open()) {
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) {
         co_return;
       }
       // Typically out of file descriptors: back off instead of spinning.
       spdlog::warn("http: accept on port {} failed: {}", state->port, ec.message());
-      asio::steady_timer backoff(state->acceptor.get_executor(), kAcceptRetryDelay);
+      asio::steady_timer backoff(acceptor.get_executor(), kAcceptRetryDelay);
       co_await backoff.async_wait(kAsTuple);
       continue;
     }
@@ -657,29 +682,73 @@ asio::awaitable<void> accept_loop(std::shared_ptr<detail::ServerState> state) {
   }
 }
 
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+[[noreturn]] void throw_listen_error(const ServerOptions& options, const error_code& ec) {
+  throw std::runtime_error(fmt::format(
+      "cannot listen on {}:{}: {}{}", options.address, options.port, ec.message(),
+      ec == asio::error::address_in_use ? " (another process is listening on the port)" : ""));
+}
+
+// Binds `endpoint` with a plain socket (SO_REUSEADDR as the acceptors use, no SO_REUSEPORT) and
+// returns the port bound. This fails while any other socket listens on the port, including one
+// with SO_REUSEPORT that the acceptors would otherwise silently share the port with.
+std::uint16_t claim_port(asio::io_context& io, const tcp::endpoint& endpoint,
+                         const ServerOptions& options) {
+  tcp::acceptor probe(io);
+  error_code ec;
+  probe.open(endpoint.protocol(), ec);
+  if (!ec) probe.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec) probe.bind(endpoint, ec);
+  if (ec) throw_listen_error(options, ec);
+  const std::uint16_t port = probe.local_endpoint(ec).port();
+  if (ec) throw_listen_error(options, ec);
+  return port;  // the probe closes here, before the acceptors bind the port
+}
+
 }  // namespace
 
 Server::Server(asio::io_context& io, ServerOptions options, Handler handler)
-    : state_(std::make_shared<detail::ServerState>(io, std::move(options), std::move(handler))) {
+    : Server(std::vector<asio::io_context*>{&io}, std::move(options), std::move(handler)) {}
+
+Server::Server(const std::vector<asio::io_context*>& io_contexts, ServerOptions options,
+               Handler handler)
+    : state_(std::make_shared<detail::ServerState>(std::move(options), std::move(handler))) {
   const ServerOptions& opts = state_->options;
-  const tcp::endpoint endpoint = resolve_listen_endpoint(opts);
-  tcp::acceptor& acceptor = state_->acceptor;
-  error_code ec;
-  acceptor.open(endpoint.protocol(), ec);
-  if (!ec) {
-    acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  auto& listeners = listeners_;
+  for (asio::io_context* io_context : io_contexts) {
+    listeners.push_back(std::make_shared<detail::Listener>(*io_context, state_));
   }
-  if (!ec) {
-    acceptor.bind(endpoint, ec);
-  }
-  if (!ec) {
-    acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  }
-  if (ec) {
+  if (listeners.empty()) {
     throw std::runtime_error(
-        fmt::format("cannot listen on {}:{}: {}", opts.address, opts.port, ec.message()));
+        fmt::format("cannot listen on {}:{}: no io_context given", opts.address, opts.port));
   }
-  state_->port = acceptor.local_endpoint().port();
+  tcp::endpoint endpoint = resolve_listen_endpoint(opts);
+  const bool shared_port = listeners.size() > 1;
+  if (shared_port) {
+    endpoint.port(claim_port(listeners.front()->io, endpoint, opts));
+  }
+  for (auto& listener : listeners) {
+    tcp::acceptor& acceptor = listener->acceptor;
+    error_code ec;
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) {
+      acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+    }
+    if (!ec && shared_port) {
+      acceptor.set_option(ReusePort(true), ec);
+    }
+    if (!ec) {
+      acceptor.bind(endpoint, ec);
+    }
+    if (!ec) {
+      acceptor.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) {
+      throw_listen_error(opts, ec);
+    }
+  }
+  state_->port = listeners.front()->acceptor.local_endpoint().port();
 }
 
 Server::~Server() { stop(); }
@@ -690,17 +759,21 @@ void Server::start() {
   if (state_->started.exchange(true)) {
     return;
   }
-  asio::co_spawn(state_->acceptor.get_executor(), accept_loop(state_), asio::detached);
+  for (const auto& listener : listeners_) {
+    asio::co_spawn(listener->acceptor.get_executor(), accept_loop(listener), asio::detached);
+  }
 }
 
 void Server::stop() {
   if (state_->stopping.exchange(true)) {
     return;
   }
-  asio::post(state_->acceptor.get_executor(), [state = state_] {
-    error_code ignored;
-    state->acceptor.close(ignored);
-  });
+  for (const auto& listener : listeners_) {
+    asio::post(listener->acceptor.get_executor(), [listener] {
+      error_code ignored;
+      listener->acceptor.close(ignored);
+    });
+  }
   std::vector<std::shared_ptr<detail::Connection>> live;
   {
     std::lock_guard lock(state_->connections_mutex);

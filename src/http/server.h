@@ -6,7 +6,13 @@
 // Threading: every accepted connection gets its own strand on the io_context that accepted it, and
 // the connection's coroutine, its handler and the handler's on_client_gone callback all run on that
 // strand. Running the io_context on several threads is therefore safe; a handler that shares state
-// with other connections must synchronise that state itself.
+// with other connections must synchronise that state itself. (With
+// ServerOptions::strand_per_connection off, "strand" below means the io_context's one thread.)
+//
+// One io_context per core: a Server may listen from several io_contexts at once, one acceptor
+// each, all bound to the same port with SO_REUSEPORT. The kernel spreads new connections over the
+// acceptors, and a connection stays on the io_context whose acceptor took it, so with one thread
+// per io_context a connection and its handler never change threads.
 
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
@@ -16,6 +22,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "http/message.h"
 
@@ -30,6 +37,7 @@ struct ServerOptions {
   std::uint16_t port = 0;  // 0 = ephemeral (tests); Server::port() tells the bound one
   std::size_t body_limit_bytes = 4 << 20;     // a larger request body is answered with 413
   std::size_t header_limit_bytes = 16 << 10;  // a larger request header is answered with 431
+  std::size_t max_header_fields = 0;  // more header fields are answered with 431 (0: no limit)
   // Time allowed to receive one request's header and body once its first byte has arrived (and,
   // on a new connection, for that first byte). A partial request past it is answered with 408.
   std::chrono::milliseconds read_timeout{30000};
@@ -38,6 +46,10 @@ struct ServerOptions {
   // Time allowed for each response write; a client that stops reading is treated as gone.
   std::chrono::milliseconds write_timeout{30000};
   std::string server_name = "infergate";  // value of the Server header
+  // Each connection on its own strand, so that an io_context may be run by several threads. Off
+  // (only when every io_context the server listens from is run by exactly one thread): connections
+  // use the io_context's executor directly, which saves a strand dispatch per completion.
+  bool strand_per_connection = true;
 };
 
 // Counters, updated by connection strands and read from any thread.
@@ -54,6 +66,7 @@ struct ServerStats {
 
 namespace detail {
 class Connection;
+struct Listener;
 struct ServerState;
 }  // namespace detail
 
@@ -123,24 +136,31 @@ class Server {
   // `io` must outlive the Server. Connections hold the server's shared state, so they may finish
   // after the Server object is gone, as long as `io` keeps running.
   Server(asio::io_context& io, ServerOptions options, Handler handler);
+  // Listens from every io_context in `io_contexts` (see the threading note above); with one
+  // io_context this is the constructor above. With several, the port (options.port, or the one
+  // the kernel picks for 0) is first checked with a plain bind, so that a port another process
+  // listens on fails with "address already in use" instead of being shared through SO_REUSEPORT.
+  // Every io_context must outlive the Server; the stats and stop() cover all of them.
+  Server(const std::vector<asio::io_context*>& io_contexts, ServerOptions options, Handler handler);
   // Calls stop().
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
   std::uint16_t port() const;  // the bound port
-  // Begins accepting on the io_context. Call once.
+  // Begins accepting on the io_context(s). Call once.
   void start();
   // Stops accepting and closes idle keep-alive connections. Requests being read or handled run to
   // completion (their responses carry Connection: close), then their connections close. Safe from
   // any thread; idempotent. Once every connection has finished, the server leaves no work on the
-  // io_context.
+  // io_context(s).
   void stop();
 
   const ServerStats& stats() const;
 
  private:
-  std::shared_ptr<detail::ServerState> state_;  // shared with every connection
+  std::shared_ptr<detail::ServerState> state_;                // shared with every connection
+  std::vector<std::shared_ptr<detail::Listener>> listeners_;  // one per io_context
 };
 
 }  // namespace infergate::http

@@ -566,5 +566,61 @@ TEST_F(GatewayTest, StopDrainsAStreamInFlight) {
   EXPECT_FALSE(refused.ok());
 }
 
+// One io_context per worker: concurrent clients land on both workers' listeners, every request
+// succeeds, and each worker reuses its own upstream connections.
+TEST_F(GatewayTest, ConcurrentClientsReusePooledUpstreamConnectionsOnEveryWorker) {
+  start_gateway(default_options());
+  constexpr int kClients = 8;
+  constexpr int kRequestsPerClient = 4;
+  int answered = 0;
+  run_client([&](asio::any_io_executor executor) -> asio::awaitable<void> {
+    for (int client_idx = 0; client_idx < kClients; ++client_idx) {
+      asio::co_spawn(
+          executor,
+          [&, executor, client_idx]() -> asio::awaitable<void> {
+            http::ClientConnection connection(executor);
+            const std::string host = "127.0.0.1";
+            if (!(co_await connection.connect(host, gateway_->port(), kTimeout)).is_ok()) co_return;
+            for (int request_idx = 0; request_idx < kRequestsPerClient; ++request_idx) {
+              const std::string prompt = "client " + std::to_string(client_idx) + " request " +
+                                         std::to_string(request_idx);
+              auto response = co_await connection.request(
+                  http::make_request(verb::post, "/v1/completions",
+                                     completion_body(kModel, prompt, 1)),
+                  kTimeout);
+              if (!response.ok() || response->status != 200u) co_return;
+              ++answered;
+            }
+          },
+          asio::detached);
+    }
+    co_return;
+  });
+  EXPECT_EQ(answered, kClients * kRequestsPerClient);
+  // Each request takes one pooled connection or opens one; a worker needs at most one per
+  // endpoint for each of its clients' requests in flight, so 3 endpoints x 8 clients at most.
+  const gateway::UpstreamPoolStats& pool = gateway_->upstream_pool().stats();
+  EXPECT_EQ(pool.opened.load() + pool.reused.load(),
+            static_cast<std::uint64_t>(kClients * kRequestsPerClient));
+  EXPECT_LE(pool.opened.load(), static_cast<std::uint64_t>(3 * kClients));
+  EXPECT_GT(pool.reused.load(), 0u);
+}
+
+// Every worker listens with SO_REUSEPORT; a second gateway on the same port must not quietly
+// share it.
+TEST_F(GatewayTest, APortInUseFailsToStartWithAClearMessage) {
+  start_gateway(default_options());
+  gateway::GatewayOptions options = default_options();
+  options.port = gateway_->port();
+  try {
+    gateway::Gateway second(std::move(options));
+    ADD_FAILURE() << "a second gateway started on port " << gateway_->port();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("another process is listening on the port"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace infergate

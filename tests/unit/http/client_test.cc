@@ -2,7 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <memory>
 #include <thread>
 
@@ -244,6 +247,67 @@ TEST(HttpClientTest, MakeRequestAndFindHeader) {
   EXPECT_EQ(find_header(headers, "x-THING"), "b");
   EXPECT_EQ(find_header(headers, "content-type"), "a");
   EXPECT_EQ(find_header(headers, "missing"), std::nullopt);
+}
+
+// close() from another coroutine aborts a pending read, even when the read's data has already
+// arrived and its completion is queued behind the closer's: that completion must still find the
+// connection's parser and buffer intact. The closer is woken through a second socket written just
+// before the body, so that one reactor pass queues the closer first and the read second.
+TEST(HttpClientTest, CloseWhileAReadCompletionIsQueuedLeavesItsStateIntact) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, {asio::ip::make_address(kLoopback), 0});
+  testing::run_coroutine(io, [&]() -> asio::awaitable<void> {
+    ClientConnection connection(io.get_executor());
+    CO_ASSERT_TRUE(
+        (co_await connection.connect(kLoopback, acceptor.local_endpoint().port(), kTimeout))
+            .is_ok());
+    auto [accept_ec, server_side] = co_await acceptor.async_accept(kAsTuple);
+    CO_ASSERT_TRUE(!accept_ec);
+    tcp::socket trigger(io);
+    co_await trigger.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
+    auto [trigger_ec, trigger_server] = co_await acceptor.async_accept(kAsTuple);
+    CO_ASSERT_TRUE(!trigger_ec);
+
+    CO_ASSERT_TRUE(
+        (co_await connection.send_request(make_request(bhttp::verb::get, "/"), kTimeout)).is_ok());
+    std::string received;
+    char chunk[1024];
+    while (received.find("\r\n\r\n") == std::string::npos) {
+      auto [ec, n] = co_await server_side.async_read_some(asio::buffer(chunk), kAsTuple);
+      CO_ASSERT_TRUE(!ec);
+      received.append(chunk, n);
+    }
+    const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
+    co_await asio::async_write(server_side, asio::buffer(head), asio::use_awaitable);
+    auto response_head = co_await connection.read_response_head(kTimeout);
+    CO_ASSERT_TRUE(response_head.ok());
+
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          char byte;
+          co_await trigger.async_read_some(asio::buffer(&byte, 1), kAsTuple);
+          connection.close();
+        },
+        asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          co_await asio::post(io, asio::use_awaitable);  // the closer and the read are waiting
+          boost::system::error_code ignored;
+          asio::write(trigger_server, asio::buffer("x", 1), ignored);
+          asio::write(server_side, asio::buffer("0123456789", 10), ignored);
+        },
+        asio::detached);
+    std::string body;
+    auto read = co_await connection.read_body_some(body, kTimeout);
+    if (read.ok()) {
+      EXPECT_EQ(body, std::string("0123456789").substr(0, *read));
+    }
+    EXPECT_FALSE(connection.is_open());
+    auto after = co_await connection.read_body_some(body, kTimeout);
+    EXPECT_TRUE(!after.ok() || *after == 0);
+  });
 }
 
 }  // namespace

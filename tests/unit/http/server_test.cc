@@ -2,8 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <memory>
@@ -609,6 +611,86 @@ TEST(HttpServerStartupTest, BindFailureThrowsWithAddress) {
               std::string::npos)
         << e.what();
   }
+}
+
+// One io_context per core: acceptors on the same port from two io_contexts, each run by its own
+// thread. The kernel spreads the connections over both, and every request of a connection is
+// handled on the io_context that accepted it.
+TEST(HttpServerSharedPortTest, SpreadsConnectionsAndKeepsEachOnItsIoContext) {
+  constexpr int kConnections = 32;  // all on one acceptor by chance: 2^-31
+  asio::io_context first_io(1);
+  asio::io_context second_io(1);
+  auto first_work = asio::make_work_guard(first_io);
+  auto second_work = asio::make_work_guard(second_io);
+  Server server({&first_io, &second_io}, {},
+                [&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+                  const bool on_first = first_io.get_executor().running_in_this_thread();
+                  const bool on_second = second_io.get_executor().running_in_this_thread();
+                  co_await writer.send(
+                      200, "text/plain",
+                      on_first != on_second ? (on_first ? "first" : "second") : "neither or both");
+                });
+  server.start();
+  std::thread first_thread([&] { first_io.run(); });
+  std::thread second_thread([&] { second_io.run(); });
+
+  std::vector<std::string> served_by;
+  asio::io_context client_io;
+  testing::run_coroutine(client_io, [&]() -> asio::awaitable<void> {
+    for (int index = 0; index < kConnections; ++index) {
+      ClientConnection connection(client_io.get_executor());
+      CO_ASSERT_TRUE(
+          (co_await connection.connect(std::string(kLoopback), server.port(), kTimeout)).is_ok());
+      std::string first_answer;
+      for (int request = 0; request < 3; ++request) {
+        auto response = co_await connection.request(make_request(bhttp::verb::get, "/"), kTimeout);
+        CO_ASSERT_TRUE(response.ok());
+        if (request == 0) first_answer = response->body;
+        EXPECT_EQ(response->body, first_answer) << "connection " << index << " changed threads";
+      }
+      served_by.push_back(first_answer);
+    }
+  });
+  server.stop();
+  first_work.reset();
+  second_work.reset();
+  first_thread.join();
+  second_thread.join();
+
+  ASSERT_EQ(served_by.size(), static_cast<std::size_t>(kConnections));
+  const auto on_first = std::count(served_by.begin(), served_by.end(), "first");
+  const auto on_second = std::count(served_by.begin(), served_by.end(), "second");
+  EXPECT_EQ(on_first + on_second, kConnections);
+  EXPECT_GT(on_first, 0);
+  EXPECT_GT(on_second, 0);
+  EXPECT_EQ(server.stats().connections_accepted, static_cast<std::uint64_t>(kConnections));
+  EXPECT_EQ(server.stats().requests, static_cast<std::uint64_t>(3 * kConnections));
+}
+
+// SO_REUSEPORT would let the acceptors share a port with another process's; the port is checked
+// first, so a port in use fails to start with a message saying so.
+TEST(HttpServerSharedPortTest, PortInUseElsewhereFailsClearly) {
+  asio::io_context io;
+  asio::io_context other_io;
+  auto expect_port_in_use = [&](std::uint16_t port) {
+    ServerOptions options;
+    options.port = port;
+    try {
+      Server second({&io, &other_io}, options, echo);
+      ADD_FAILURE() << "listening on port " << port << " again succeeded";
+    } catch (const std::runtime_error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find("cannot listen on 127.0.0.1:" + std::to_string(port)),
+                std::string::npos)
+          << message;
+      EXPECT_NE(message.find("another process is listening on the port"), std::string::npos)
+          << message;
+    }
+  };
+  Server plain(io, {}, echo);  // a single acceptor, without SO_REUSEPORT
+  expect_port_in_use(plain.port());
+  Server shared({&io, &other_io}, {}, echo);  // acceptors with SO_REUSEPORT
+  expect_port_in_use(shared.port());
 }
 
 }  // namespace
