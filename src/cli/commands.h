@@ -15,5 +15,6 @@ Runner add_validate_command(CLI::App& app);
 Runner add_bench_command(CLI::App& app);
 Runner add_serve_command(CLI::App& app);
 Runner add_epp_command(CLI::App& app);
+Runner add_simulate_command(CLI::App& app);
 
 }  // namespace infergate::cli

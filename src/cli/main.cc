@@ -21,9 +21,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   const std::vector<std::pair<std::string, cli::Runner>> commands = {
-      {"version", cli::add_version_command(app)}, {"epp", cli::add_epp_command(app)},
-      {"sim", cli::add_sim_command(app)},         {"validate", cli::add_validate_command(app)},
-      {"bench", cli::add_bench_command(app)},     {"serve", cli::add_serve_command(app)},
+      {"version", cli::add_version_command(app)},   {"epp", cli::add_epp_command(app)},
+      {"sim", cli::add_sim_command(app)},           {"validate", cli::add_validate_command(app)},
+      {"bench", cli::add_bench_command(app)},       {"serve", cli::add_serve_command(app)},
+      {"simulate", cli::add_simulate_command(app)},
   };
 
   CLI11_PARSE(app, argc, argv);

@@ -1,0 +1,216 @@
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+#include "bench/report.h"
+#include "bench/simulate.h"
+#include "bench/workload.h"
+#include "cli/commands.h"
+#include "cli/engine_flags.h"
+#include "common/duration.h"
+#include "datastore/static_pool.h"
+
+namespace infergate::cli {
+namespace {
+
+struct SimulateFlags {
+  EngineFlags engine;
+  int replicas = 8;
+  double rate = 50;
+  double duration_s = 60;
+  double warmup_s = 0;
+  std::string workload = "random";
+  std::string api = "completions";
+  bench::WorkloadOptions workload_options;
+  std::vector<std::string> policies;
+  std::vector<std::string> configs;
+  std::string scrape_interval = "50ms";
+  std::string output_json;
+};
+
+// The configurations to compare, in command-line order: --policy values, then --config files.
+Result<std::vector<sim::ClusterConfig>> configurations(const SimulateFlags& flags,
+                                                       const sim::ClusterConfig& base) {
+  std::vector<std::string> policies = flags.policies;
+  if (policies.empty() && flags.configs.empty()) policies = {"default", "round-robin"};
+  std::vector<sim::ClusterConfig> out;
+  for (const std::string& policy : policies) {
+    sim::ClusterConfig config = base;
+    config.name = policy;
+    if (policy == "default") {
+      config.policy = sim::RoutingPolicy::kScheduler;  // the built-in EndpointPickerConfig
+    } else if (policy == "round-robin") {
+      config.policy = sim::RoutingPolicy::kRoundRobin;
+    } else if (policy == "random") {
+      config.policy = sim::RoutingPolicy::kRandom;
+    } else {
+      return Status::bad_request(fmt::format(
+          "--policy must be default, round-robin or random, got '{}' (EndpointPickerConfig "
+          "files go in --config)",
+          policy));
+    }
+    out.push_back(std::move(config));
+  }
+  for (const std::string& file : flags.configs) {
+    std::string source;
+    auto picker = datastore::load_picker_config(file, "", std::nullopt, "", source);
+    if (!picker) return picker.status();
+    sim::ClusterConfig config = base;
+    config.name = std::filesystem::path(file).stem().string();
+    config.policy = sim::RoutingPolicy::kScheduler;
+    config.picker_config = std::move(*picker);
+    out.push_back(std::move(config));
+  }
+  return out;
+}
+
+int run_simulate(const SimulateFlags& flags) {
+  if (flags.engine.print_profiles) {
+    fmt::print("{}", describe_profiles());
+    return 0;
+  }
+  auto fail = [](const Status& status) {
+    spdlog::error("{}", status.message());
+    return 2;
+  };
+  auto engine = resolve_engine_config(flags.engine);
+  if (!engine) return fail(engine.status());
+  auto scrape = parse_duration(flags.scrape_interval);
+  if (!scrape) return fail(Status::bad_request("--scrape-interval: " + scrape.status().message()));
+
+  bench::WorkloadOptions workload_options = flags.workload_options;
+  auto kind = bench::parse_workload_kind(flags.workload);
+  if (!kind) return fail(kind.status());
+  workload_options.kind = *kind;
+  auto api = bench::parse_api(flags.api);
+  if (!api) return fail(api.status());
+  workload_options.api = *api;
+  auto workload = bench::Workload::create(workload_options);
+  if (!workload) return fail(workload.status());
+
+  bench::SimulateOptions options{.rate = flags.rate,
+                                 .warmup = from_seconds(flags.warmup_s),
+                                 .duration = from_seconds(flags.duration_s),
+                                 .seed = workload_options.seed,
+                                 .model_profile = flags.engine.profile};
+  if (!(flags.duration_s <= 1e7 && flags.warmup_s <= 1e7)) {
+    return fail(Status::bad_request("--duration and --warmup must be at most 1e7 seconds"));
+  }
+  if (Status valid = bench::validate(options); !valid.is_ok()) return fail(valid);
+
+  sim::ClusterConfig base;
+  base.replicas = flags.replicas;
+  base.engine = *engine;
+  base.scrape_interval = *scrape;
+  base.seed = workload_options.seed;
+  auto configs = configurations(flags, base);
+  if (!configs) return fail(configs.status());
+
+  std::ofstream json_file;  // opened first: a bad path fails before the run, not after it
+  if (!flags.output_json.empty()) {
+    json_file.open(flags.output_json);
+    if (!json_file) return fail(Status::bad_request("--output: cannot write " + flags.output_json));
+  }
+
+  std::vector<bench::Report> reports;
+  std::vector<bench::BenchConfig> bench_configs;
+  for (const sim::ClusterConfig& config : *configs) {
+    const auto started = std::chrono::steady_clock::now();
+    auto report = bench::simulate(*workload, options, config);
+    if (!report) return fail(report.status());
+    const double wall_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    spdlog::info("simulate: {} ({}): {} requests, {:g} virtual s in {:.2f} s of real time",
+                 config.name, sim::to_string(config.policy),
+                 report->launched + report->warmup_requests,
+                 to_seconds(options.warmup + options.duration), wall_s);
+    reports.push_back(std::move(*report));
+    bench_configs.push_back(bench::simulate_bench_config(*workload, options));
+  }
+  fmt::print("{}", bench::format_comparison_table(reports, bench_configs));
+  if (json_file.is_open()) {
+    json_file << bench::format_comparison_json(reports, bench_configs);
+    if (!json_file.flush()) return fail(Status::internal("--output: write failed"));
+  }
+  return 0;
+}
+
+}  // namespace
+
+Runner add_simulate_command(CLI::App& app) {
+  auto flags = std::make_shared<SimulateFlags>();
+  bench::WorkloadOptions& workload = flags->workload_options;
+  workload.model = "meta-llama/Llama-3.1-8B-Instruct";
+  CLI::App* simulate = app.add_subcommand(
+      "simulate",
+      "Virtual-time cluster simulation: N simulated vLLM replicas behind the real scheduler (or "
+      "round robin / random), a Poisson workload, and a side-by-side report per routing "
+      "configuration (docs/benchmarks.md)");
+  simulate->add_option("--replicas", flags->replicas, "Number of simulated model-server replicas")
+      ->capture_default_str();
+  simulate->add_option(
+      "--policy", flags->policies,
+      "Routing configuration to run (repeatable): default (the scheduler with the "
+      "built-in EndpointPickerConfig), round-robin or random. Default: default and "
+      "round-robin, unless --config is given");
+  simulate->add_option("--config", flags->configs,
+                       "EndpointPickerConfig file (GIE format, as `infergate epp --config-file`) "
+                       "to run with the real scheduler (repeatable; named after the file)");
+  simulate
+      ->add_option("--scrape-interval", flags->scrape_interval,
+                   "How often each replica's metrics reach the picker (Go duration), like the "
+                   "collectors' --refresh-metrics-interval")
+      ->capture_default_str();
+  simulate->add_option("--rate", flags->rate, "Mean requests per second (Poisson arrivals)")
+      ->capture_default_str();
+  simulate->add_option("--duration", flags->duration_s, "Measured virtual seconds")
+      ->capture_default_str();
+  simulate
+      ->add_option("--warmup", flags->warmup_s,
+                   "Virtual seconds of load before the measured time (run, not measured)")
+      ->capture_default_str();
+  simulate->add_option("--model", workload.model, "Model name sent in every request")
+      ->capture_default_str();
+  simulate
+      ->add_option("--api", flags->api,
+                   "completions (/v1/completions) or chat (/v1/chat/completions)")
+      ->capture_default_str();
+  simulate->add_option("--workload", flags->workload, "random or shared-prefix")
+      ->capture_default_str();
+  simulate->add_option("--prompt-tokens", workload.prompt_tokens, "random: prompt length in tokens")
+      ->capture_default_str();
+  simulate
+      ->add_option("--output-tokens", workload.output_tokens,
+                   "Output tokens per request (max_tokens, with ignore_eos)")
+      ->capture_default_str();
+  simulate
+      ->add_option("--num-groups", workload.num_groups,
+                   "shared-prefix: groups, each with its own system prompt")
+      ->capture_default_str();
+  simulate
+      ->add_option("--prompts-per-group", workload.prompts_per_group,
+                   "shared-prefix: distinct questions per group")
+      ->capture_default_str();
+  simulate
+      ->add_option("--system-prompt-tokens", workload.system_prompt_tokens,
+                   "shared-prefix: system prompt length in tokens")
+      ->capture_default_str();
+  simulate
+      ->add_option("--question-tokens", workload.question_tokens,
+                   "shared-prefix: question length in tokens")
+      ->capture_default_str();
+  simulate
+      ->add_option("--seed", workload.seed,
+                   "Seed for prompts, their order, arrival times and the routing draws")
+      ->capture_default_str();
+  simulate->add_option("--output,--output-json", flags->output_json,
+                       "Also write the reports as JSON to this file (default: none)");
+  add_engine_flags(*simulate, flags->engine, "--model-profile");
+  return [flags] { return run_simulate(*flags); };
+}
+
+}  // namespace infergate::cli
