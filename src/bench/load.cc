@@ -206,7 +206,14 @@ asio::awaitable<RunResult> LoadGenerator::run() {
 asio::awaitable<void> LoadGenerator::open_loop(TimePoint launch_end) {
   PoissonArrivals arrivals(options_.rate, derive_seed(options_.seed, kArrivalsDomain));
   while (!stopping_) {
-    const TimePoint scheduled = arrivals.next();
+    TimePoint scheduled{};
+    if (workload_.has_fixed_arrivals()) {  // a trace: its own arrival times, until it ends
+      const std::optional<Duration> fixed = workload_.fixed_arrival(records_.size());
+      if (!fixed) break;
+      scheduled = *fixed;
+    } else {
+      scheduled = arrivals.next();
+    }
     if (scheduled >= launch_end) break;
     launch_timer_.expires_at(origin_ + scheduled);
     co_await launch_timer_.async_wait(kAsTuple);

@@ -108,7 +108,9 @@ struct RunResult {
 // Threading: `executor` must be run by one thread (e.g. an io_context with one thread), and
 // run() and stop() must be called on it. The generator and `workload` must outlive run().
 //
-// Open loop: the schedule is PoissonArrivals(rate, seed); a request is launched when its arrival
+// Open loop: the schedule is PoissonArrivals(rate, seed), or the workload's own arrival times
+// when it has them (Workload::has_fixed_arrivals: a trace; `rate` is then unused and launching
+// ends early when the trace does); a request is launched when its arrival
 // time comes (RequestRecord::scheduled) and its launch time (start) is recorded: start - scheduled
 // is the schedule lag, which grows when the generator cannot keep up (a busy or overloaded
 // thread). A request belongs to the measured window by its scheduled time (kRate) or its start

@@ -117,6 +117,37 @@ Report make_report(const RunResult& run) {
   return report;
 }
 
+namespace {
+
+// The "workload" line of the tables.
+std::string workload_description(const WorkloadOptions& workload) {
+  switch (workload.kind) {
+    case WorkloadKind::kRandom:
+      return fmt::format("workload  random: {} prompt tokens, {} output tokens, seed {}\n",
+                         workload.prompt_tokens, workload.output_tokens, workload.seed);
+    case WorkloadKind::kSharedPrefix:
+      return fmt::format(
+          "workload  shared-prefix: {} groups x {} prompts, system {} + question {} tokens, {} "
+          "output tokens, seed {}\n",
+          workload.num_groups, workload.prompts_per_group, workload.system_prompt_tokens,
+          workload.question_tokens, workload.output_tokens, workload.seed);
+    case WorkloadKind::kShareGpt:
+      return fmt::format("workload  sharegpt: ShareGPT-like prompt and output lengths, seed {}\n",
+                         workload.seed);
+    case WorkloadKind::kMultiTurn:
+      return fmt::format(
+          "workload  multi-turn: {} sessions x {} turns, system {} + user {} tokens per turn, {} "
+          "output tokens, seed {}\n",
+          workload.num_sessions, workload.turns_per_session, workload.system_prompt_tokens,
+          workload.user_turn_tokens, workload.output_tokens, workload.seed);
+    case WorkloadKind::kTrace:
+      return fmt::format("workload  trace: {}\n", workload.trace_path);
+  }
+  return "workload  ?\n";
+}
+
+}  // namespace
+
 std::string format_report_table(const Report& report, const BenchConfig& config) {
   const WorkloadOptions& workload = config.workload;
   std::string out;
@@ -124,16 +155,7 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
 
   line(fmt::format("infergate bench  {}  model {}  api {}\n", config.load.target.url(),
                    workload.model, to_string(workload.api)));
-  if (workload.kind == WorkloadKind::kRandom) {
-    line(fmt::format("workload  random: {} prompt tokens, {} output tokens, seed {}\n",
-                     workload.prompt_tokens, workload.output_tokens, workload.seed));
-  } else {
-    line(fmt::format(
-        "workload  shared-prefix: {} groups x {} prompts, system {} + question {} tokens, {} "
-        "output tokens, seed {}\n",
-        workload.num_groups, workload.prompts_per_group, workload.system_prompt_tokens,
-        workload.question_tokens, workload.output_tokens, workload.seed));
-  }
+  line(workload_description(workload));
   line(fmt::format("load      {}, warm-up {:g} s, measured {:.1f} s{}\n",
                    load_description(config.load), to_seconds(config.load.warmup),
                    report.window_seconds, report.stopped_early ? " (stopped early)" : ""));
@@ -183,14 +205,40 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
   return out;
 }
 
-std::string format_report_json(const Report& report, const BenchConfig& config) {
+namespace {
+
+ordered_json simulation_json(const SimulationFigures& figures, double mean_in_flight) {
+  return {{"configuration", figures.configuration},
+          {"policy", figures.policy},
+          {"model_profile", figures.model_profile},
+          {"replicas", figures.replicas},
+          {"scrape_interval_ms", figures.scrape_interval_ms},
+          {"prefix_cache",
+           {{"query_tokens", figures.prefix_query_tokens},
+            {"hit_tokens", figures.prefix_hit_tokens},
+            {"hit_rate", figures.prefix_hit_rate},
+            {"oracle_prompt_tokens", figures.oracle_prompt_tokens},
+            {"oracle_hit_tokens", figures.oracle_hit_tokens},
+            {"oracle_hit_rate", figures.oracle_hit_rate},
+            {"hit_rate_of_oracle", figures.hit_rate_of_oracle}}},
+          {"littles_law",
+           {{"mean_in_flight", mean_in_flight},
+            {"expected_in_flight", figures.littles_law_expected_in_flight},
+            {"relative_error", figures.littles_law_relative_error}}},
+          {"preemptions", figures.preemptions},
+          {"engine_steps", figures.engine_steps},
+          {"requests_per_replica", figures.requests_per_replica},
+          {"inflight_after", figures.inflight_after}};
+}
+
+ordered_json report_document(const Report& report, const BenchConfig& config) {
   const WorkloadOptions& workload = config.workload;
   const LoadOptions& load = config.load;
   const bool rate_mode = load.mode == LoadMode::kRate;
   ordered_json document;
   document["schema"] = "infergate.bench.v1";
   document["config"] = {
-      {"url", load.target.url()},
+      {"url", report.simulation ? ordered_json(nullptr) : ordered_json(load.target.url())},
       {"model", workload.model},
       {"api", to_string(workload.api)},
       {"workload", to_string(workload.kind)},
@@ -207,6 +255,11 @@ std::string format_report_json(const Report& report, const BenchConfig& config) 
       {"prompts_per_group", workload.prompts_per_group},
       {"system_prompt_tokens", workload.system_prompt_tokens},
       {"question_tokens", workload.question_tokens},
+      {"num_sessions", workload.num_sessions},
+      {"turns_per_session", workload.turns_per_session},
+      {"user_turn_tokens", workload.user_turn_tokens},
+      {"trace_path",
+       workload.trace_path.empty() ? ordered_json(nullptr) : ordered_json(workload.trace_path)},
   };
   document["requests"] = {{"launched", report.launched},
                           {"succeeded", report.succeeded},
@@ -240,8 +293,117 @@ std::string format_report_json(const Report& report, const BenchConfig& config) 
   document["connections"] = {{"opened", report.connections_opened},
                              {"stale_retries", report.stale_connection_retries}};
   document["stopped_early"] = report.stopped_early;
-  // Error messages quote server bytes, which need not be UTF-8.
+  if (report.simulation) {
+    document["simulation"] = simulation_json(*report.simulation, report.mean_in_flight);
+  }
+  return document;
+}
+
+// Error messages quote server bytes, which need not be UTF-8.
+std::string dump(const ordered_json& document) {
   return document.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+}  // namespace
+
+std::string format_report_json(const Report& report, const BenchConfig& config) {
+  return dump(report_document(report, config));
+}
+
+std::string format_comparison_json(std::span<const Report> reports,
+                                   std::span<const BenchConfig> configs) {
+  ordered_json document;
+  document["schema"] = "infergate.simulate.v1";
+  document["runs"] = ordered_json::array();
+  for (std::size_t i = 0; i < reports.size() && i < configs.size(); ++i) {
+    document["runs"].push_back(report_document(reports[i], configs[i]));
+  }
+  return dump(document);
+}
+
+std::string format_comparison_table(std::span<const Report> reports,
+                                    std::span<const BenchConfig> configs) {
+  std::string out;
+  if (reports.empty() || configs.empty()) return out;
+  const WorkloadOptions& workload = configs.front().workload;
+  const LoadOptions& load = configs.front().load;
+  out += workload_description(workload);
+  out += fmt::format("load      {}, warm-up {:g} s, measured {:g} s (virtual time)\n",
+                     load_description(load), to_seconds(load.warmup), to_seconds(load.duration));
+  if (const auto& simulation = reports.front().simulation) {
+    out += fmt::format("cluster   {} replicas, profile {}, metrics scraped every {:g} ms\n",
+                       simulation->replicas, simulation->model_profile,
+                       simulation->scrape_interval_ms);
+  }
+  out += "\n";
+
+  constexpr int kLabelWidth = 26;
+  constexpr int kColumnWidth = 16;
+  auto row = [&](std::string_view label, auto&& cell) {
+    out += fmt::format("{:<{}}", label, kLabelWidth);
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+      out += fmt::format("{:>{}}", cell(reports[i]), kColumnWidth);
+    }
+    out += "\n";
+  };
+  auto number = [](double value, int decimals) { return fmt::format("{:.{}f}", value, decimals); };
+  auto latency = [&](const Distribution& distribution, double value) {
+    return distribution.count > 0 ? number(value, 1) : std::string("-");
+  };
+  auto sim = [](const Report& report) -> const SimulationFigures& { return *report.simulation; };
+  const bool simulated = std::all_of(reports.begin(), reports.end(),
+                                     [](const Report& report) { return report.simulation; });
+
+  if (simulated) {
+    row("configuration", [&](const Report& r) { return sim(r).configuration; });
+    row("policy", [&](const Report& r) { return sim(r).policy; });
+  }
+  row("requests ok / failed",
+      [](const Report& r) { return fmt::format("{} / {}", r.succeeded, r.failed); });
+  row("launch rate (req/s)", [&](const Report& r) { return number(r.launch_rate, 2); });
+  row("achieved rate (req/s)", [&](const Report& r) { return number(r.achieved_rate, 2); });
+  row("output tokens/s", [&](const Report& r) { return number(r.output_tokens_per_second, 0); });
+  for (const auto& [name, field] :
+       {std::pair{"TTFT", &Report::ttft_ms}, std::pair{"TPOT", &Report::tpot_ms},
+        std::pair{"NTPOT", &Report::ntpot_ms}, std::pair{"e2e", &Report::e2e_ms}}) {
+    for (const auto& [percentile, member] :
+         {std::pair{"p50", &Distribution::p50}, std::pair{"p90", &Distribution::p90},
+          std::pair{"p99", &Distribution::p99}}) {
+      row(fmt::format("{} {} (ms)", name, percentile), [&](const Report& r) {
+        const Distribution& distribution = r.*field;
+        return latency(distribution, distribution.*member);
+      });
+    }
+  }
+  row("ITL p50 / p99 (ms)", [&](const Report& r) {
+    return r.itl_ms.count > 0 ? fmt::format("{:.1f} / {:.1f}", r.itl_ms.p50, r.itl_ms.p99)
+                              : std::string("-");
+  });
+  row("cached prompt share", [&](const Report& r) { return number(r.cached_token_share, 3); });
+  if (simulated) {
+    row("prefix hit rate (engines)",
+        [&](const Report& r) { return number(sim(r).prefix_hit_rate, 3); });
+    row("ORACLE hit rate", [&](const Report& r) { return number(sim(r).oracle_hit_rate, 3); });
+    row("hit rate / ORACLE", [&](const Report& r) { return number(sim(r).hit_rate_of_oracle, 3); });
+    row("mean in flight", [&](const Report& r) { return number(r.mean_in_flight, 1); });
+    row("rate x mean e2e (Little)",
+        [&](const Report& r) { return number(sim(r).littles_law_expected_in_flight, 1); });
+    row("preemptions", [&](const Report& r) { return std::to_string(sim(r).preemptions); });
+    row("requests per replica min/max", [&](const Report& r) {
+      const auto& routed = sim(r).requests_per_replica;
+      if (routed.empty()) return std::string("-");
+      const auto [min, max] = std::minmax_element(routed.begin(), routed.end());
+      return fmt::format("{} / {}", *min, *max);
+    });
+  }
+  for (const Report& report : reports) {
+    for (const auto& [label, count] : report.errors) {
+      out += fmt::format("error     {}: {} x {}  e.g. {}\n",
+                         simulated ? report.simulation->configuration : std::string(), count, label,
+                         report.error_examples.at(label));
+    }
+  }
+  return out;
 }
 
 }  // namespace infergate::bench

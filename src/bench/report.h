@@ -6,7 +6,10 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "bench/load.h"
 #include "bench/stats.h"
@@ -22,6 +25,34 @@ inline constexpr std::chrono::milliseconds kMaxKeptUpScheduleLagP99{10};
 struct BenchConfig {
   WorkloadOptions workload;
   LoadOptions load;
+};
+
+// Figures only a virtual-time cluster simulation (`infergate simulate`, bench/simulate.h) knows:
+// the engines' own counters, the routing, and the workload's ORACLE bound. Whole run (warm-up and
+// drain included) unless noted.
+struct SimulationFigures {
+  std::string configuration;  // the configuration's name
+  std::string policy;         // "scheduler", "round-robin" or "random"
+  std::string model_profile;  // engine profile of the replicas
+  int replicas = 0;
+  double scrape_interval_ms = 0;
+  // Engines' prefix cache: tokens looked up and found (vllm:prefix_cache_queries / hits).
+  std::uint64_t prefix_query_tokens = 0;
+  std::uint64_t prefix_hit_tokens = 0;
+  double prefix_hit_rate = 0;  // hits / queries
+  // ORACLE (benchmarks facts §5.1): infinite cache, perfect routing, same requests and blocks.
+  std::uint64_t oracle_prompt_tokens = 0;
+  std::uint64_t oracle_hit_tokens = 0;
+  double oracle_hit_rate = 0;
+  double hit_rate_of_oracle = 0;  // prefix_hit_rate / oracle_hit_rate
+  // Little's law over the measured window: mean in flight (Report::mean_in_flight) against
+  // launch rate x mean e2e latency; relative_error = |measured - expected| / expected.
+  double littles_law_expected_in_flight = 0;
+  double littles_law_relative_error = 0;
+  std::uint64_t preemptions = 0;
+  std::uint64_t engine_steps = 0;
+  std::vector<std::uint64_t> requests_per_replica;  // routed, by replica index
+  std::int64_t inflight_after = 0;  // director in-flight accounting left after the run (0)
 };
 
 // Figures over the measured requests (those launched in the measured window) unless noted.
@@ -63,6 +94,8 @@ struct Report {
   std::size_t connections_opened = 0;        // whole run, warm-up included
   std::size_t stale_connection_retries = 0;  // whole run
   bool stopped_early = false;
+
+  std::optional<SimulationFigures> simulation;  // set by simulations only
 };
 
 Report make_report(const RunResult& run);
@@ -76,7 +109,8 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
 //                          "shared-prefix"), mode ("rate"|"concurrency"), rate (null in
 //                          concurrency mode), concurrency (null in rate mode), duration_s,
 //                          warmup_s, timeout_s, seed, prompt_tokens, output_tokens, num_groups,
-//                          prompts_per_group, system_prompt_tokens, question_tokens
+//                          prompts_per_group, system_prompt_tokens, question_tokens,
+//                          num_sessions, turns_per_session, user_turn_tokens, trace_path
 //   requests               launched, succeeded, failed, warmup
 //   errors                 {"<label>": count}; labels: connect, timeout, http_<status>,
 //                          stream_error, protocol
@@ -90,6 +124,21 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
 //   tokens                 prompt, output, cached_prompt, cached_share, requests_without_usage
 //   connections            opened, stale_retries
 //   stopped_early          bool
+//   simulation             (simulations only; `url` is then null) configuration, policy,
+//                          model_profile, replicas, scrape_interval_ms, prefix_cache {query_tokens,
+//                          hit_tokens, hit_rate, oracle_prompt_tokens, oracle_hit_tokens,
+//                          oracle_hit_rate, hit_rate_of_oracle}, littles_law {mean_in_flight,
+//                          expected_in_flight, relative_error}, preemptions, engine_steps,
+//                          requests_per_replica [..], inflight_after
 std::string format_report_json(const Report& report, const BenchConfig& config);
+
+// Several runs of one workload side by side (`infergate simulate`, one per configuration).
+// `reports` and `configs` have the same length.
+//   table: one column per run, one row per figure;
+//   JSON:  {"schema": "infergate.simulate.v1", "runs": [<format_report_json document>, ...]}.
+std::string format_comparison_table(std::span<const Report> reports,
+                                    std::span<const BenchConfig> configs);
+std::string format_comparison_json(std::span<const Report> reports,
+                                   std::span<const BenchConfig> configs);
 
 }  // namespace infergate::bench

@@ -117,6 +117,9 @@ class Engine {
   int num_waiting() const { return static_cast<int>(waiting_.size()); }
   double kv_cache_usage() const { return kv_.usage(); }
   const KvCache& kv_cache() const { return kv_; }
+  // KvCache::reset_prefix_cache (free blocks lose their cached hashes; blocks of running or
+  // preempted-and-kept requests stay). Safe at any time, also while a step is in flight.
+  int reset_prefix_cache() { return kv_.reset_prefix_cache(); }
   const EngineCounters& counters() const { return counters_; }
   // Distinct adapters among running and waiting requests (lora ids, ascending).
   std::vector<int> running_lora_ids() const;

@@ -85,6 +85,18 @@ void KvCache::release(std::vector<BlockId>& table) {
   table.clear();
 }
 
+int KvCache::reset_prefix_cache() {
+  int dropped = 0;
+  for (BlockId id = free_head_; id >= 0; id = blocks_[static_cast<std::size_t>(id)].next) {
+    Block& block = blocks_[static_cast<std::size_t>(id)];
+    if (!block.has_hash) continue;
+    hash_to_block_.erase(block.hash);
+    block.has_hash = false;
+    ++dropped;
+  }
+  return dropped;
+}
+
 void KvCache::push_free_tail(BlockId id) {
   Block& block = blocks_[static_cast<std::size_t>(id)];
   block.prev = free_tail_;

@@ -56,6 +56,11 @@ class KvCache {
   // join the free queue's tail, so a request's last (longest-prefix) block is evicted first.
   void release(std::vector<BlockId>& table);
 
+  // vLLM's reset_prefix_cache, restricted to what is safe while requests run: drops the cached
+  // hash of every FREE block (they stay free, in the same queue order, and can no longer be hit);
+  // blocks held by requests keep their hashes. Returns the number of hashes dropped.
+  int reset_prefix_cache();
+
   int ref_count(BlockId block) const { return blocks_[static_cast<std::size_t>(block)].ref_count; }
   // Whole-structure consistency check for tests: reference counts, free queue and hash map agree.
   bool check_invariants() const;

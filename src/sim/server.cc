@@ -252,6 +252,10 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
       co_await load_lora(request.body(), writer);
     } else if (path == "/v1/unload_lora_adapter" && post) {
       co_await unload_lora(request.body(), writer);
+    } else if (path == "/reset_prefix_cache" && post) {
+      const int dropped = engine.reset_prefix_cache();
+      spdlog::info("sim: prefix cache reset, {} cached free blocks dropped", dropped);
+      co_await writer.send(200, "application/json", "");
     } else {
       co_await send_error(writer,
                           Status::not_found(fmt::format(

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <cmath>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -286,6 +287,53 @@ TEST(LoadGeneratorTest, OpenLoopFollowsTheScheduleAndSplitsWarmupFromMeasured) {
   EXPECT_LT(measured, result.records.size());
   EXPECT_EQ(result.window_start, options.warmup);
   EXPECT_LE(result.connections_opened, result.records.size());
+}
+
+TEST(LoadGeneratorTest, OpenLoopReplaysATraceAtItsTimestampsAndStopsWhereItEnds) {
+  asio::io_context io;
+  std::vector<int> max_tokens_seen;
+  http::Server server(
+      io, {}, [&](http::Request& request, http::ResponseWriter& writer) -> asio::awaitable<void> {
+        max_tokens_seen.push_back(json::parse(request.body())["max_tokens"].get<int>());
+        co_await writer.send(
+            200, "text/event-stream",
+            http::sse_event(R"({"choices":[{"text":" x"}]})") + http::sse_event("[DONE]"));
+      });
+  const std::string path = ::testing::TempDir() + "infergate_load_trace.jsonl";
+  std::ofstream(path) << R"({"timestamp": 0.03, "prompt_tokens": 8, "output_tokens": 2})"
+                      << "\n"
+                      << R"({"timestamp": 0.01, "prompt_tokens": 8, "output_tokens": 1})"
+                      << "\n"
+                      << R"({"timestamp": 0.05, "prompt_tokens": 8, "output_tokens": 3})"
+                      << "\n"
+                      << R"({"timestamp": 9, "prompt_tokens": 8, "output_tokens": 4})"
+                      << "\n";
+  WorkloadOptions workload_options;
+  workload_options.model = "m";
+  workload_options.kind = WorkloadKind::kTrace;
+  workload_options.trace_path = path;
+  auto workload = Workload::create(workload_options);
+  ASSERT_TRUE(workload.ok()) << workload.status().message();
+  LoadOptions options = loopback_options(server.port());
+  options.rate = 0.001;  // unused: the trace sets the arrivals
+  options.warmup = milliseconds(20);
+  options.duration = milliseconds(80);
+  LoadGenerator generator(io.get_executor(), options, *workload);
+
+  const RunResult result = run_against(io, server, generator);
+
+  // The entry at 9 s lies past the window's end and is not sent.
+  ASSERT_EQ(result.records.size(), 3u);
+  const std::vector<Duration> expected = {from_seconds(0.01), from_seconds(0.03),
+                                          from_seconds(0.05)};
+  for (std::size_t index = 0; index < 3; ++index) {
+    const RequestRecord& record = result.records[index];
+    EXPECT_EQ(record.outcome, Outcome::kSuccess) << record.error_message;
+    EXPECT_EQ(record.scheduled, expected[index]);
+    EXPECT_GE(record.start, record.scheduled);
+    EXPECT_EQ(record.measured, index > 0) << "the first arrival falls in the warm-up";
+  }
+  EXPECT_EQ(max_tokens_seen, (std::vector<int>{1, 2, 3}));
 }
 
 TEST(LoadGeneratorTest, CountsErrorsByCategoryAndKeepsConnectionsAfterErrorResponses) {

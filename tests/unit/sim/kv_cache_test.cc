@@ -88,4 +88,36 @@ TEST(KvCacheTest, ChainedHashesDependOnParentAndRoot) {
 }
 
 }  // namespace
+TEST(KvCacheTest, ResetPrefixCacheDropsOnlyTheHashesOfFreeBlocks) {
+  KvCache cache(6, 16, true);  // 5 usable
+  std::vector<BlockId> idle;
+  ASSERT_TRUE(cache.allocate(idle, {}, 2));
+  cache.cache_block(idle[0], 10);
+  cache.cache_block(idle[1], 11);
+  cache.release(idle);
+  std::vector<BlockId> held;
+  ASSERT_TRUE(cache.allocate(held, {}, 2));
+  cache.cache_block(held[0], 20);
+  cache.cache_block(held[1], 21);
+  ASSERT_EQ(cache.cached_block_count(), 4u);
+
+  EXPECT_EQ(cache.reset_prefix_cache(), 2);
+  EXPECT_EQ(cache.cached_block_count(), 2u);
+  const std::vector<BlockHash> idle_chain = {10, 11};
+  const std::vector<BlockHash> held_chain = {20, 21};
+  EXPECT_TRUE(cache.find_cached_prefix(idle_chain).empty());
+  EXPECT_EQ(cache.find_cached_prefix(held_chain), held) << "blocks in use stay cached";
+  EXPECT_EQ(cache.free_blocks(), 3);
+  EXPECT_TRUE(cache.check_invariants());
+
+  // Once released, the held blocks are free cached blocks like any other: a second reset drops
+  // them.
+  cache.release(held);
+  EXPECT_EQ(cache.reset_prefix_cache(), 2);
+  EXPECT_EQ(cache.cached_block_count(), 0u);
+  EXPECT_EQ(cache.reset_prefix_cache(), 0);
+  EXPECT_EQ(cache.free_blocks(), 5);
+  EXPECT_TRUE(cache.check_invariants());
+}
+
 }  // namespace infergate::sim

@@ -148,6 +148,21 @@ TEST_F(SimServerTest, CompletionWithoutStreamReturnsTextAndCachedTokensOnRepeat)
   EXPECT_EQ(second["usage"]["prompt_tokens_details"]["cached_tokens"], 96) << "6 full blocks";
 }
 
+TEST_F(SimServerTest, ResetPrefixCacheForgetsIdleCachedPrompts) {
+  const std::string prompt = request::make_text_with_tokens(100, 11);
+  const json body = {
+      {"model", kModel}, {"prompt", prompt}, {"max_tokens", 3}, {"ignore_eos", true}};
+  ASSERT_EQ(post("/v1/completions", body.dump()).status, 200u);
+  ASSERT_TRUE(engine_drains());
+  EXPECT_GT(on_server([this] { return server_->engine().kv_cache().cached_block_count(); }), 0u);
+
+  EXPECT_EQ(post("/reset_prefix_cache", "").status, 200u);
+  EXPECT_EQ(on_server([this] { return server_->engine().kv_cache().cached_block_count(); }), 0u);
+  auto again = json::parse(post("/v1/completions", body.dump()).body);
+  EXPECT_EQ(again["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  EXPECT_EQ(get("/reset_prefix_cache").status, 404u) << "POST only, as in vLLM";
+}
+
 TEST_F(SimServerTest, WithoutIgnoreEosOutputLengthIsDeterministicFromTheSeed) {
   const json body = {
       {"model", kModel}, {"prompt", "Once upon a time"}, {"max_tokens", 1000}, {"seed", 7}};
