@@ -111,6 +111,7 @@ RoutedRequest& RoutedRequest::operator=(RoutedRequest&& other) noexcept {
   if (this == &other) return *this;
   finish(false);
   director_ = other.director_;
+  series_ = other.series_;
   request_id_ = std::move(other.request_id_);
   request_id_generated_ = other.request_id_generated_;
   destination_ = std::move(other.destination_);
@@ -230,38 +231,32 @@ void RoutedRequest::finish(bool completed) {
   if (finished_) return;
   finished_ = true;
   if (director_ == nullptr) return;
-  const DirectorMetrics& metrics = *director_->metrics_;
   if (charged_) {
     charged_->inflight_requests.fetch_sub(1, std::memory_order_relaxed);
     charged_->inflight_tokens.fetch_sub(charged_tokens_, std::memory_order_relaxed);
     charged_.reset();
   }
-  if (incoming_model_.empty()) return;  // body-less requests are not objective requests
-  metrics.running_requests.with({incoming_model_}).dec();
+  if (series_ == nullptr) return;  // body-less requests are not objective requests
+  const ModelSeries& series = *series_;
+  series.running_requests.dec();
   if (!completed) return;
   if (response_status_ >= 300) {
-    metrics.request_error_total.with({incoming_model_, target_model_, "ModelServerError"}).inc();
+    series.model_server_errors.inc();
     return;
   }
   const TimePoint now = director_->clock_.now();
   const double elapsed = seconds(now - started_);
-  metrics.request_duration_seconds.with({incoming_model_, target_model_}).observe(elapsed);
-  if (first_byte_ != TimePoint{}) {
-    metrics.request_ttft_seconds.with({incoming_model_, target_model_})
-        .observe(seconds(first_byte_ - started_));
-  }
-  metrics.response_sizes.with({incoming_model_, target_model_})
-      .observe(static_cast<double>(response_bytes_));
+  series.request_duration_seconds.observe(elapsed);
+  if (first_byte_ != TimePoint{})
+    series.request_ttft_seconds.observe(seconds(first_byte_ - started_));
+  series.response_sizes.observe(static_cast<double>(response_bytes_));
   if (usage_) {
-    metrics.input_tokens.with({incoming_model_, target_model_})
-        .observe(static_cast<double>(usage_->prompt_tokens));
-    metrics.output_tokens.with({incoming_model_, target_model_})
-        .observe(static_cast<double>(usage_->completion_tokens));
-    metrics.prompt_cached_tokens.with({incoming_model_, target_model_})
-        .observe(static_cast<double>(usage_->cached_tokens));
+    series.input_tokens.observe(static_cast<double>(usage_->prompt_tokens));
+    series.output_tokens.observe(static_cast<double>(usage_->completion_tokens));
+    series.prompt_cached_tokens.observe(static_cast<double>(usage_->cached_tokens));
     if (usage_->completion_tokens > 0) {
-      metrics.normalized_time_per_output_token_seconds.with({incoming_model_, target_model_})
-          .observe(elapsed / static_cast<double>(usage_->completion_tokens));
+      series.normalized_time_per_output_token_seconds.observe(
+          elapsed / static_cast<double>(usage_->completion_tokens));
     }
   }
 }
@@ -391,8 +386,8 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
   const std::string priority_label = std::to_string(routed.priority_);
   metrics_->request_total.with({routed.incoming_model_, routed.target_model_, priority_label})
       .inc();
-  metrics_->request_sizes.with({routed.incoming_model_, routed.target_model_})
-      .observe(static_cast<double>(input.body.size()));
+  const ModelSeries& series = metrics_->model_series(routed.incoming_model_, routed.target_model_);
+  series.request_sizes.observe(static_cast<double>(input.body.size()));
 
   if (auto id = find_header(headers, protocol::kRequestIdHeader); id && !id->empty()) {
     routed.request_id_ = *id;
@@ -469,6 +464,9 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
     auto rewritten = request::rewrite_model(input.body, routed.target_model_);
     if (!rewritten) return fail(rewritten.status());
     routed.body_ = std::move(*rewritten);
+  } else if (input.owned_body != nullptr && input.owned_body->data() == input.body.data() &&
+             input.owned_body->size() == input.body.size()) {
+    routed.body_ = std::move(*input.owned_body);
   } else {
     routed.body_.assign(input.body);
   }
@@ -478,7 +476,8 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
   routed.charged_tokens_ = request.estimated_tokens;
   routed.charged_->inflight_requests.fetch_add(1, std::memory_order_relaxed);
   routed.charged_->inflight_tokens.fetch_add(routed.charged_tokens_, std::memory_order_relaxed);
-  metrics_->running_requests.with({routed.incoming_model_}).inc();
+  series.running_requests.inc();
+  routed.series_ = &series;
   return routed;
 }
 

@@ -78,10 +78,14 @@ struct RequestInput {
   // When set, only these endpoints (`host:port`, exact) are candidates: a front end's own
   // exclusions, e.g. the gateway leaving out ejected endpoints and those already tried.
   const std::vector<std::string>* allowed = nullptr;
+  // When set, the string holding `body`, which the caller gives up: a body that needs no rewrite
+  // is moved into the RoutedRequest instead of copied (the string is left unspecified).
+  std::string* owned_body = nullptr;
 };
 
 class Director;
 struct DirectorMetrics;
+struct ModelSeries;
 
 // A request the director has routed: where it goes, what to send, and its response path.
 // Move-only. Its in-flight accounting (per-endpoint requests and tokens, the running-requests
@@ -142,6 +146,7 @@ class RoutedRequest {
   RoutedRequest() = default;
 
   const Director* director_ = nullptr;
+  const ModelSeries* series_ = nullptr;  // set once the models are known
   std::string request_id_;
   bool request_id_generated_ = false;
   std::string destination_;

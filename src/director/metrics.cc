@@ -1,7 +1,11 @@
 #include "director/metrics.h"
 
+#include <fmt/format.h>
+
 #include <array>
 #include <chrono>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace infergate::director {
@@ -175,30 +179,33 @@ DirectorMetrics::DirectorMetrics(prom::Registry& registry, const scheduling::Sch
                                        "The total number of requests pending in the model server "
                                        "queue for each underlying pod.",
                                        Labels{"name", "model_server_pod"});
-  registry.add_collect_hook([average_kv = &average_kv, average_queue = &average_queue,
-                             average_running = &average_running, ready_pods = &ready_pods,
-                             per_pod_queue = &per_pod_queue, store = &store, clock = &clock,
-                             pool_name, staleness] {
-    auto snapshot = store->snapshot();
-    const TimePoint now = clock->now();
-    double kv_sum = 0, queue_sum = 0, running_sum = 0;
-    int fresh = 0;
-    per_pod_queue->clear();
-    for (const auto& endpoint : snapshot->endpoints) {
-      auto metrics = endpoint.fresh_metrics(now, staleness);
-      if (!metrics) continue;
-      ++fresh;
-      kv_sum += metrics->kv_cache_usage;
-      queue_sum += metrics->waiting_requests;
-      running_sum += metrics->running_requests;
-      per_pod_queue->with({pool_name, endpoint.info->name}).set(metrics->waiting_requests);
-    }
-    const double count = fresh > 0 ? fresh : 1;
-    average_kv->with({pool_name}).set(kv_sum / count);
-    average_queue->with({pool_name}).set(queue_sum / count);
-    average_running->with({pool_name}).set(running_sum / count);
-    ready_pods->with({pool_name}).set(static_cast<double>(snapshot->endpoints.size()));
-  });
+  registry.add_collect_hook(
+      [average_kv = &average_kv, average_queue = &average_queue, average_running = &average_running,
+       ready_pods = &ready_pods, per_pod_queue = &per_pod_queue, store = &store, clock = &clock,
+       pool_name, staleness, published = std::make_shared<std::vector<std::string>>()] {
+        auto snapshot = store->snapshot();
+        const TimePoint now = clock->now();
+        double kv_sum = 0, queue_sum = 0, running_sum = 0;
+        int fresh = 0;
+        // Only this pool's series: several pools (one director each) share the family.
+        for (const std::string& pod : *published) per_pod_queue->remove({pool_name, pod});
+        published->clear();
+        for (const auto& endpoint : snapshot->endpoints) {
+          auto metrics = endpoint.fresh_metrics(now, staleness);
+          if (!metrics) continue;
+          ++fresh;
+          kv_sum += metrics->kv_cache_usage;
+          queue_sum += metrics->waiting_requests;
+          running_sum += metrics->running_requests;
+          per_pod_queue->with({pool_name, endpoint.info->name}).set(metrics->waiting_requests);
+          published->push_back(endpoint.info->name);
+        }
+        const double count = fresh > 0 ? fresh : 1;
+        average_kv->with({pool_name}).set(kv_sum / count);
+        average_queue->with({pool_name}).set(queue_sum / count);
+        average_running->with({pool_name}).set(running_sum / count);
+        ready_pods->with({pool_name}).set(static_cast<double>(snapshot->endpoints.size()));
+      });
 }
 
 void DirectorMetrics::observe(const scheduling::Plugin& plugin, std::string_view extension_point,
@@ -210,6 +217,36 @@ void DirectorMetrics::observe(const scheduling::Plugin& plugin, std::string_view
     return;
   }
   it->second[index]->observe(std::chrono::duration<double>(elapsed).count());
+}
+
+const ModelSeries& DirectorMetrics::model_series(std::string_view model,
+                                                 std::string_view target_model) const {
+  thread_local std::string key;
+  key.clear();
+  fmt::format_to(std::back_inserter(key), "{}:{}{}", model.size(), model, target_model);
+  {
+    std::shared_lock lock(model_series_mu_);
+    if (auto found = model_series_.find(std::string_view(key)); found != model_series_.end()) {
+      return *found->second;
+    }
+  }
+  auto series = std::make_unique<const ModelSeries>(ModelSeries{
+      .running_requests = running_requests.with({model}),
+      .request_sizes = request_sizes.with({model, target_model}),
+      .request_duration_seconds = request_duration_seconds.with({model, target_model}),
+      .request_ttft_seconds = request_ttft_seconds.with({model, target_model}),
+      .response_sizes = response_sizes.with({model, target_model}),
+      .input_tokens = input_tokens.with({model, target_model}),
+      .output_tokens = output_tokens.with({model, target_model}),
+      .prompt_cached_tokens = prompt_cached_tokens.with({model, target_model}),
+      .normalized_time_per_output_token_seconds =
+          normalized_time_per_output_token_seconds.with({model, target_model}),
+      .model_server_errors = request_error_total.with({model, target_model, "ModelServerError"}),
+  });
+  std::unique_lock lock(model_series_mu_);
+  // Another thread may have inserted the pair meanwhile: keep the first (the series are the same).
+  auto [entry, inserted] = model_series_.try_emplace(key, std::move(series));
+  return *entry->second;
 }
 
 }  // namespace infergate::director

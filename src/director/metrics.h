@@ -4,11 +4,13 @@
 // facts §8): per-request inference_objective_*, scheduler and plugin durations, rewrite decisions,
 // and the inference_pool_* gauges recomputed from the datastore on every scrape.
 //
-// Threads: every method is safe from any thread. Per-request updates look their series up by
-// label values (one family mutex each); plugin histograms are resolved once at construction.
+// Threads: every method is safe from any thread. A request resolves the series of its (model,
+// target model) pair once (model_series: one shared lock on a cache, the family mutexes only the
+// first time a pair is seen); plugin histograms are resolved once at construction.
 
 #include <array>
 #include <memory>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -20,6 +22,21 @@
 #include "scheduling/framework.h"
 
 namespace infergate::director {
+
+// The inference_objective_* series one (model_name, target_model_name) pair updates on every
+// request. Valid as long as the registry: these families never drop series.
+struct ModelSeries {
+  prom::Gauge& running_requests;  // labelled by the incoming model only
+  prom::Histogram& request_sizes;
+  prom::Histogram& request_duration_seconds;
+  prom::Histogram& request_ttft_seconds;
+  prom::Histogram& response_sizes;
+  prom::Histogram& input_tokens;
+  prom::Histogram& output_tokens;
+  prom::Histogram& prompt_cached_tokens;
+  prom::Histogram& normalized_time_per_output_token_seconds;
+  prom::Counter& model_server_errors;  // request_error_total{error_code="ModelServerError"}
+};
 
 struct DirectorMetrics final : scheduling::PluginObserver {
   // Registers the families in `registry`, resolves one duration histogram per configured plugin
@@ -49,7 +66,23 @@ struct DirectorMetrics final : scheduling::PluginObserver {
   prom::CounterFamily& model_rewrite_decisions_total;
   prom::Histogram& scheduler_e2e;  // the single unlabelled series
 
+  // The series of one (model, target model) pair, created on first use and cached. As many pairs
+  // are cached as the families hold series for (clients choose the model names, as in GIE).
+  const ModelSeries& model_series(std::string_view model, std::string_view target_model) const;
+
  private:
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const {
+      return std::hash<std::string_view>{}(key);
+    }
+  };
+  mutable std::shared_mutex model_series_mu_;
+  // Key: the model's length, ':', the model, the target model (unambiguous for any names).
+  mutable std::unordered_map<std::string, std::unique_ptr<const ModelSeries>, KeyHash,
+                             std::equal_to<>>
+      model_series_;
+
   // Plugin → its histogram series per extension point (ProfilePicker, Filter, Scorer, Picker,
   // PreRequest); built once, read-only afterwards.
   std::unordered_map<const scheduling::Plugin*, std::array<prom::Histogram*, 5>> plugin_series_;

@@ -411,7 +411,8 @@ StreamAction StreamProcessor::on_request_trailers(const pb::ProcessingRequest& m
 
 StreamAction StreamProcessor::route_body(bool end_of_stream,
                                          std::vector<pb::ProcessingResponse>& out) {
-  auto routed = director_.route({.headers = request_headers_, .body = body_, .subset = subset_});
+  auto routed = director_.route(
+      {.headers = request_headers_, .body = body_, .subset = subset_, .owned_body = &body_});
   body_ = std::string();  // the client's bytes are no longer needed
   if (!routed) return local_reply(routed.status(), out);
   routed_.emplace(std::move(*routed));
