@@ -36,12 +36,13 @@ class Status {
   std::string type_;
 };
 
-// A value or an error Status.
-template <typename T>
+// A value or an error: a Status on the request path; a module with an error type of its own uses
+// Result<T, ThatError> (e.g. extproc::ExtProcResult).
+template <typename T, typename E = Status>
 class Result {
  public:
-  Result(T value) : storage_(std::move(value)) {}         // NOLINT(google-explicit-constructor)
-  Result(Status status) : storage_(std::move(status)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : storage_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(E error) : storage_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return std::holds_alternative<T>(storage_); }
   explicit operator bool() const { return ok(); }
@@ -51,10 +52,11 @@ class Result {
   const T& operator*() const { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
-  const Status& status() const { return std::get<Status>(storage_); }
+  const E& status() const { return std::get<E>(storage_); }
+  const E& error() const { return status(); }
 
  private:
-  std::variant<T, Status> storage_;
+  std::variant<T, E> storage_;
 };
 
 }  // namespace infergate

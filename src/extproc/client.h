@@ -138,25 +138,7 @@ struct ExtProcError {
 
 // A value or an ExtProcError.
 template <typename T>
-class ExtProcResult {
- public:
-  ExtProcResult(T value) : storage_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  ExtProcResult(ExtProcError error)                       // NOLINT(google-explicit-constructor)
-      : storage_(std::move(error)) {}
-
-  bool ok() const { return std::holds_alternative<T>(storage_); }
-  explicit operator bool() const { return ok(); }
-  T& value() { return std::get<T>(storage_); }
-  const T& value() const { return std::get<T>(storage_); }
-  T& operator*() { return value(); }
-  const T& operator*() const { return value(); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  const ExtProcError& error() const { return std::get<ExtProcError>(storage_); }
-
- private:
-  std::variant<T, ExtProcError> storage_;
-};
+using ExtProcResult = Result<T, ExtProcError>;
 
 // The EPP's local reply, to send to the client as is.
 struct ImmediateReply {

@@ -40,8 +40,9 @@
 // infergate_gateway_errors_total{reason} and in the director's
 // inference_objective_request_error_total.
 //
-// Threads: handle() runs on the connection's strand, possibly on any thread of the io_context;
-// the proxy's shared parts (director, pool shards, health, metrics) are thread-safe as documented.
+// Threads: handle() runs on the thread of the worker io_context that accepted the connection (one
+// thread per io_context, gateway.h); the proxy's shared parts (directors, health, metrics) are
+// thread-safe as documented, and each worker uses its own upstream pool shard.
 // The Proxy must outlive every handler coroutine.
 
 #include <atomic>
