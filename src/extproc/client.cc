@@ -620,6 +620,14 @@ ExtProcError ExtProcExchange::fail(ExtProcError error) {
   return *error_;
 }
 
+ImmediateReply ExtProcExchange::end_with_immediate(const pb::ImmediateResponse& reply) {
+  ImmediateReply local = immediate_reply(reply);
+  client_.metrics_->immediate.with({std::to_string(local.status)}).inc();
+  state_ = State::kDone;
+  call_->writes_done();
+  return local;
+}
+
 ExtProcError ExtProcExchange::protocol_error(std::string_view reason, std::string message) {
   client_.metrics_->protocol_errors.with({reason}).inc();
   return fail({ExtProcErrorKind::kProtocol, std::move(message)});
@@ -712,10 +720,7 @@ asio::awaitable<ExtProcResult<RequestDecision>> ExtProcExchange::process_request
   ExtProcResult<pb::ProcessingResponse> answer = co_await next_answer(/*timed=*/true);
   if (!answer) co_return answer.error();
   if (answer->has_immediate_response()) {
-    decision.immediate = immediate_reply(answer->immediate_response());
-    client_.metrics_->immediate.with({std::to_string(decision.immediate->status)}).inc();
-    state_ = State::kDone;
-    call_->writes_done();
+    decision.immediate = end_with_immediate(answer->immediate_response());
     co_return decision;
   }
   if (!answer->has_request_headers()) {
@@ -765,10 +770,7 @@ asio::awaitable<ExtProcResult<RequestDecision>> ExtProcExchange::process_request
       if (!answer) co_return answer.error();
       if (answer->has_immediate_response()) {
         decision = RequestDecision{};
-        decision.immediate = immediate_reply(answer->immediate_response());
-        client_.metrics_->immediate.with({std::to_string(decision.immediate->status)}).inc();
-        state_ = State::kDone;
-        call_->writes_done();
+        decision.immediate = end_with_immediate(answer->immediate_response());
         co_return decision;
       }
       if (!answer->has_request_body()) {
@@ -823,10 +825,7 @@ asio::awaitable<ExtProcResult<ResponseHeadersDecision>> ExtProcExchange::process
   if (!answer) co_return answer.error();
   ResponseHeadersDecision decision;
   if (answer->has_immediate_response()) {
-    decision.immediate = immediate_reply(answer->immediate_response());
-    client_.metrics_->immediate.with({std::to_string(decision.immediate->status)}).inc();
-    state_ = State::kDone;
-    call_->writes_done();
+    decision.immediate = end_with_immediate(answer->immediate_response());
     co_return decision;
   }
   if (!answer->has_response_headers()) {

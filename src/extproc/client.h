@@ -278,6 +278,8 @@ class ExtProcExchange {
   next_answer(bool timed);
   ExtProcError fail(ExtProcError error);
   ExtProcError protocol_error(std::string_view reason, std::string message);
+  // The EPP's local reply ends the exchange: counted, the stream half-closed.
+  ImmediateReply end_with_immediate(const ::envoy::service::ext_proc::v3::ImmediateResponse& reply);
 
   enum class State {
     kIdle,
