@@ -114,6 +114,9 @@ describe('infergate serve with the openai client', () => {
       model: kModel,
       messages: [{ role: 'user', content: 'Say hello.' }],
       max_tokens: 8,
+      // vLLM's extension (the client sends unknown fields as they are): exactly max_tokens
+      // tokens, whichever simulator serves the request.
+      ignore_eos: true,
     });
     assert.equal(completion.object, 'chat.completion');
     assert.equal(completion.model, kModel);
@@ -133,6 +136,9 @@ describe('infergate serve with the openai client', () => {
       model: kModel,
       prompt: 'Once upon a time',
       max_tokens: 5,
+      // vLLM's extension (the client sends unknown fields as they are): exactly max_tokens
+      // tokens, whichever simulator serves the request.
+      ignore_eos: true,
     });
     assert.equal(completion.object, 'text_completion');
     assert.equal(completion.model, kModel);
@@ -146,6 +152,9 @@ describe('infergate serve with the openai client', () => {
       model: kModel,
       messages: [{ role: 'user', content: 'Count to ten.' }],
       max_tokens: 12,
+      // vLLM's extension (the client sends unknown fields as they are): exactly max_tokens
+      // tokens, whichever simulator serves the request.
+      ignore_eos: true,
       stream: true,
       stream_options: { include_usage: true },
     });
