@@ -128,6 +128,19 @@ Runner add_epp_command(CLI::App& app) {
                   "InferenceModelRewrites (and legacy InferenceModels); endpoints from "
                   "--endpoints or the pool's infergate.io/endpoints annotation")
       ->capture_default_str();
+  epp->add_option("--grpc-transport", options.grpc_transport,
+                  "How the gRPC ports are served: native (infergate's HTTP/2 on nghttp2, one "
+                  "thread per --grpc-workers) or callback (gRPC C++'s callback API); same wire "
+                  "protocol")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, extproc::GrpcTransport>{
+              {"native", extproc::GrpcTransport::kNative},
+              {"callback", extproc::GrpcTransport::kCallback}},
+          CLI::ignore_case))
+      ->default_str("native");
+  epp->add_option("--grpc-workers", options.grpc_workers,
+                  "Threads serving ext_proc streams with --grpc-transport native (0: one per core)")
+      ->capture_default_str();
   return [flags] { return run_epp(*flags); };
 }
 

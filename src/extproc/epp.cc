@@ -16,6 +16,7 @@
 #include "datastore/model_policies.h"
 #include "datastore/static_pool.h"
 #include "director/director.h"
+#include "extproc/h2_server.h"
 #include "extproc/health.h"
 #include "extproc/server.h"
 #include "extproc/tls.h"
@@ -103,8 +104,23 @@ struct EppRunner::Impl {
   std::unique_ptr<http::Server> metrics_server;
   std::thread metrics_thread;
 
+  // --grpc-transport callback
   std::unique_ptr<GrpcServer> health_server;
   std::unique_ptr<GrpcServer> extproc_server;
+  // --grpc-transport native
+  std::unique_ptr<h2::Server> native_health_server;
+  std::unique_ptr<h2::Server> native_extproc_server;
+
+  std::uint16_t extproc_port() const {
+    return native_extproc_server ? native_extproc_server->port()
+           : extproc_server      ? extproc_server->port()
+                                 : 0;
+  }
+  std::uint16_t health_port() const {
+    return native_health_server ? native_health_server->port()
+           : health_server      ? health_server->port()
+                                : 0;
+  }
 
   bool started = false;
   bool stopped = false;
@@ -193,19 +209,40 @@ void EppRunner::start() {
   impl.metrics_server->start();
   impl.metrics_thread = std::thread([&impl] { impl.metrics_io.run(); });
 
-  GrpcServerOptions health_options;
-  health_options.address = opts.bind_address;
-  health_options.port = opts.grpc_health_port;
-  impl.health_server = std::make_unique<GrpcServer>(
-      health_options, std::vector<::grpc::Service*>{impl.health_service.get()});
+  if (opts.grpc_transport == GrpcTransport::kNative) {
+    h2::ServerOptions health_options;
+    health_options.address = opts.bind_address;
+    health_options.port = opts.grpc_health_port;
+    health_options.workers = 1;
+    h2::MethodTable health_methods;
+    add_native_health_methods(impl.health, health_methods);
+    impl.native_health_server =
+        std::make_unique<h2::Server>(health_options, std::move(health_methods));
 
-  GrpcServerOptions extproc_options;
-  extproc_options.address = opts.bind_address;
-  extproc_options.port = opts.grpc_port;
-  if (impl.tls) extproc_options.credentials = tls_server_credentials(*impl.tls);
-  std::vector<::grpc::Service*> services = {impl.extproc_service.get()};
-  if (opts.health_checking) services.push_back(impl.extproc_port_health_service.get());
-  impl.extproc_server = std::make_unique<GrpcServer>(extproc_options, services);
+    h2::ServerOptions extproc_options;
+    extproc_options.address = opts.bind_address;
+    extproc_options.port = opts.grpc_port;
+    extproc_options.workers = opts.grpc_workers;
+    if (impl.tls) extproc_options.tls = &*impl.tls;
+    h2::MethodTable methods;
+    impl.extproc_service->add_native_methods(methods);
+    if (opts.health_checking) add_native_health_methods(impl.health, methods);
+    impl.native_extproc_server = std::make_unique<h2::Server>(extproc_options, std::move(methods));
+  } else {
+    GrpcServerOptions health_options;
+    health_options.address = opts.bind_address;
+    health_options.port = opts.grpc_health_port;
+    impl.health_server = std::make_unique<GrpcServer>(
+        health_options, std::vector<::grpc::Service*>{impl.health_service.get()});
+
+    GrpcServerOptions extproc_options;
+    extproc_options.address = opts.bind_address;
+    extproc_options.port = opts.grpc_port;
+    if (impl.tls) extproc_options.credentials = tls_server_credentials(*impl.tls);
+    std::vector<::grpc::Service*> services = {impl.extproc_service.get()};
+    if (opts.health_checking) services.push_back(impl.extproc_port_health_service.get());
+    impl.extproc_server = std::make_unique<GrpcServer>(extproc_options, services);
+  }
 
   // The pool is known once its endpoints are in the datastore: only then report SERVING.
   impl.store.set_endpoints(impl.pool.endpoints);
@@ -225,15 +262,16 @@ void EppRunner::start() {
   const api::InferencePool& pool = impl.pool.pool;
   spdlog::info(
       "infergate epp: pool {}/{} with {} endpoint{}, picker config from {}; ext_proc on {}:{} "
-      "({}{}), gRPC health on {}:{}, metrics on http://{}:{}/metrics",
+      "({}{}, {} transport), gRPC health on {}:{}, metrics on http://{}:{}/metrics",
       pool.metadata.namespace_name, pool.metadata.name, impl.pool.endpoints.size(),
       impl.pool.endpoints.size() == 1 ? "" : "s", impl.config_source, opts.bind_address,
-      impl.extproc_server->port(),
+      impl.extproc_port(),
       !impl.tls                ? "plaintext"
       : opts.cert_path.empty() ? "TLS, self-signed EC P-256 certificate"
                                : "TLS, certificate from " + opts.cert_path,
-      opts.health_checking ? ", with gRPC health" : "", opts.bind_address,
-      impl.health_server->port(), opts.bind_address, impl.metrics_server->port());
+      opts.health_checking ? ", with gRPC health" : "",
+      opts.grpc_transport == GrpcTransport::kNative ? "native" : "callback", opts.bind_address,
+      impl.health_port(), opts.bind_address, impl.metrics_server->port());
 }
 
 void EppRunner::stop() {
@@ -243,7 +281,11 @@ void EppRunner::stop() {
   impl.health.set_serving(false);
   // Streams in flight still reference the director: the servers go first.
   if (impl.extproc_server) impl.extproc_server->shutdown(impl.options.shutdown_grace);
+  if (impl.native_extproc_server) {
+    impl.native_extproc_server->shutdown(impl.options.shutdown_grace);
+  }
   if (impl.health_server) impl.health_server->shutdown(std::chrono::milliseconds(0));
+  if (impl.native_health_server) impl.native_health_server->shutdown(std::chrono::milliseconds(0));
 
   if (impl.collectors) impl.collectors->stop_all();
   impl.collector_work.reset();
@@ -256,12 +298,8 @@ void EppRunner::stop() {
   spdlog::info("infergate epp: stopped");
 }
 
-std::uint16_t EppRunner::grpc_port() const {
-  return impl_->extproc_server ? impl_->extproc_server->port() : 0;
-}
-std::uint16_t EppRunner::grpc_health_port() const {
-  return impl_->health_server ? impl_->health_server->port() : 0;
-}
+std::uint16_t EppRunner::grpc_port() const { return impl_->extproc_port(); }
+std::uint16_t EppRunner::grpc_health_port() const { return impl_->health_port(); }
 std::uint16_t EppRunner::metrics_port() const {
   return impl_->metrics_server ? impl_->metrics_server->port() : 0;
 }

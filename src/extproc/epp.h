@@ -15,9 +15,10 @@
 // `infergate.io/endpoints` annotation; a bare `host` entry expands to every targetPort of the pool
 // (one endpoint per port, rank = the port's index), `host:port` is used as is.
 //
-// Threads: the gRPC servers use gRPC's threads; the collectors and the metrics HTTP server each
-// run one io_context on their own thread. start(), stop() and the accessors may be called from
-// any non-gRPC thread; stop() is idempotent and also run by the destructor.
+// Threads: the gRPC servers use their own threads (the native transport's workers, or gRPC's); the
+// collectors and the metrics HTTP server each run one io_context on their own thread. start(),
+// stop() and the accessors may be called from any non-gRPC thread; stop() is idempotent and also
+// run by the destructor.
 //
 // Errors: the constructor and start() throw std::runtime_error with one clear message (file,
 // object and field, or the port that could not be bound) — start-up only.
@@ -56,6 +57,10 @@ using datastore::EndpointAddress;
 using datastore::kEndpointsAnnotation;
 using datastore::parse_endpoint_address;
 
+// How the gRPC ports are served: infergate's own HTTP/2 transport (h2_server.h: nghttp2 and
+// Asio, one thread per core) or gRPC C++'s callback API. Both speak the same wire protocol.
+enum class GrpcTransport { kNative, kCallback };
+
 // Everything `infergate epp` can be told (flag names in comments; defaults as GIE's).
 struct EppOptions {
   std::string bind_address = "0.0.0.0";    // every listener (tests use 127.0.0.1)
@@ -71,12 +76,14 @@ struct EppOptions {
   bool secure_serving = true;                                      // --secure-serving
   std::string cert_path;                                           // --cert-path (tls.crt, tls.key)
   bool health_checking = false;                                    // --health-checking
-  bool disable_endpoint_subset_filter = false;     // --disable-endpoint-subset-filter
-  bool emit_endpoint_scores = false;               // --emit-endpoint-scores
-  std::size_t max_request_body_bytes = 16u << 20;  // --max-request-body-bytes (0: no limit)
-  bool conformance_test_hooks = false;             // --conformance-test-hooks
-  std::vector<std::string> endpoints;              // --endpoints
-  std::string resources_file;                      // --resources
+  bool disable_endpoint_subset_filter = false;            // --disable-endpoint-subset-filter
+  bool emit_endpoint_scores = false;                      // --emit-endpoint-scores
+  std::size_t max_request_body_bytes = 16u << 20;         // --max-request-body-bytes (0: no limit)
+  bool conformance_test_hooks = false;                    // --conformance-test-hooks
+  std::vector<std::string> endpoints;                     // --endpoints
+  std::string resources_file;                             // --resources
+  GrpcTransport grpc_transport = GrpcTransport::kNative;  // --grpc-transport
+  unsigned grpc_workers = 0;  // --grpc-workers: native transport threads (0: one per core)
   // Time calls in flight may take to end at shutdown before they are cancelled.
   std::chrono::milliseconds shutdown_grace{5000};
   // Seed for the director's draws; 0: from the system.

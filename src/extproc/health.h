@@ -24,6 +24,7 @@
 #include <optional>
 #include <string_view>
 
+#include "extproc/h2_server.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace infergate::extproc {
@@ -46,6 +47,10 @@ class HealthState {
  private:
   std::atomic<bool> serving_{false};
 };
+
+// Registers Check and Watch on the native transport (h2_server.h), answered as HealthService
+// answers them. `state` must outlive the h2::Server.
+void add_native_health_methods(const HealthState& state, h2::MethodTable& methods);
 
 class HealthService final : public ::grpc::health::v1::Health::CallbackService {
  public:

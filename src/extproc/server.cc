@@ -149,6 +149,75 @@ class StreamReactor final
   ::grpc::Status finish_status_ = ::grpc::Status::OK;  // guarded
 };
 
+// One ext_proc stream on the native transport. Every callback runs on the connection's thread,
+// one at a time, and answers go straight to the transport's ordered send buffer.
+class NativeProcessCall final : public h2::Call {
+ public:
+  NativeProcessCall(ExtProcService& service, h2::CallResponder& responder)
+      : service_(service),
+        responder_(responder),
+        processor_(service.director_, service.options_, service.metrics_) {
+    service_.stats_.active_streams.fetch_add(1, std::memory_order_relaxed);
+    service_.stats_.streams_total.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~NativeProcessCall() override {
+    processor_.on_stream_end();
+    service_.stats_.active_streams.fetch_sub(1, std::memory_order_relaxed);
+  }
+
+  void on_message(std::string_view bytes) override {
+    if (!request_.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+      service_.metrics_.protocol_error("unparsable_message");
+      processor_.on_stream_end();
+      responder_.finish(h2::GrpcCode::kInternal, "cannot parse the ProcessingRequest message");
+      return;
+    }
+    answers_.clear();
+    const StreamAction action = processor_.on_message(request_, answers_);
+    for (const pb::ProcessingResponse& answer : answers_) responder_.send(answer);
+    switch (action) {
+      case StreamAction::kContinue:
+        break;
+      case StreamAction::kFinishOk:
+        responder_.finish(h2::GrpcCode::kOk);
+        break;
+      case StreamAction::kFinishError: {
+        const bool first =
+            service_.stats_.protocol_errors.fetch_add(1, std::memory_order_relaxed) == 0;
+        spdlog::log(first ? spdlog::level::warn : spdlog::level::debug,
+                    "ext_proc stream ended with INVALID_ARGUMENT: {}{}", processor_.error_message(),
+                    first ? " (further protocol errors are logged at debug level)" : "");
+        processor_.on_stream_end();
+        responder_.finish(h2::GrpcCode::kInvalidArgument, processor_.error_message());
+        break;
+      }
+    }
+  }
+
+  void on_half_close() override {
+    processor_.on_stream_end();
+    responder_.finish(h2::GrpcCode::kOk);
+  }
+
+  void on_cancel() override {
+    service_.stats_.write_failures.fetch_add(1, std::memory_order_relaxed);
+    processor_.on_stream_end();
+  }
+
+ private:
+  ExtProcService& service_;
+  h2::CallResponder& responder_;
+  StreamProcessor processor_;
+  pb::ProcessingRequest request_;                // reused across messages
+  std::vector<pb::ProcessingResponse> answers_;  // scratch for on_message
+};
+
+void ExtProcService::add_native_methods(h2::MethodTable& methods) {
+  methods.emplace(std::string(kProcessPath), [this](h2::CallResponder& responder) {
+    return std::make_unique<NativeProcessCall>(*this, responder);
+  });
+}
+
 ExtProcService::ExtProcService(director::Director& director, ProcessorOptions options,
                                ProcessorMetrics& metrics)
     : director_(director), options_(std::move(options)), metrics_(metrics) {}

@@ -16,6 +16,11 @@
 // - Finish is called exactly once; on_stream_end() runs when reading ends and again (idempotent)
 //   in OnDone, which deletes the reactor.
 //
+// The same service runs on infergate's own HTTP/2 transport (h2_server.h, the default of
+// `infergate epp --grpc-transport`): add_native_methods() registers a Process call there that
+// drives the same StreamProcessor with the same counters; the transport already serialises each
+// stream's callbacks on one thread, so that call needs no lock or queue of its own.
+//
 // Threads: Process() and the reactions run on gRPC's threads. The Director, ProcessorOptions and
 // ProcessorMetrics given to ExtProcService must outlive every server it is registered on.
 
@@ -24,9 +29,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "envoy/service/ext_proc/v3/external_processor.grpc.pb.h"
+#include "extproc/h2_server.h"
 #include "extproc/stream_processor.h"
 
 namespace grpc {
@@ -55,8 +62,15 @@ class ExtProcService final : public pb::ExternalProcessor::CallbackService {
 
   const ExtProcStats& stats() const { return stats_; }
 
+  // Registers Process (kProcessPath) on the native transport. The service must outlive the
+  // h2::Server.
+  void add_native_methods(h2::MethodTable& methods);
+  static constexpr std::string_view kProcessPath =
+      "/envoy.service.ext_proc.v3.ExternalProcessor/Process";
+
  private:
   friend class StreamReactor;
+  friend class NativeProcessCall;
   director::Director& director_;
   const ProcessorOptions options_;
   ProcessorMetrics& metrics_;

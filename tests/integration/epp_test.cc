@@ -269,7 +269,7 @@ std::string completion_body(std::string_view model, const std::string& prompt, i
   return body.dump();
 }
 
-class EppTest : public ::testing::Test {
+class EppTest : public ::testing::TestWithParam<extproc::GrpcTransport> {
  protected:
   void SetUp() override {
     for (int i = 0; i < 3; ++i) {
@@ -334,6 +334,7 @@ spec: {priority: 10, poolRef: {name: sims}}
       options.endpoints.push_back(fmt::format("127.0.0.1:{}", sim->port()));
     options.seed = 42;
     options.shutdown_grace = std::chrono::milliseconds(1000);
+    options.grpc_transport = GetParam();
     return options;
   }
 
@@ -418,7 +419,7 @@ spec: {priority: 10, poolRef: {name: sims}}
   std::vector<std::unique_ptr<http::ClientConnection>> busy_clients_;
 };
 
-TEST_F(EppTest, RoutesStreamsRewritesAndRestoresTheModelName) {
+TEST_P(EppTest, RoutesStreamsRewritesAndRestoresTheModelName) {
   start_epp(default_options());
   const std::string body = completion_body(kClientModel, "Tell me about food.", 8, true);
   EnvoyStream envoy(*stub_);
@@ -461,7 +462,7 @@ TEST_F(EppTest, RoutesStreamsRewritesAndRestoresTheModelName) {
   EXPECT_TRUE(large_stream.close().ok());
 }
 
-TEST_F(EppTest, PicksFollowLoadOnceItsMetricsArrive) {
+TEST_P(EppTest, PicksFollowLoadOnceItsMetricsArrive) {
   start_epp(default_options());
   datastore::Datastore& store = runner_->datastore();
   ASSERT_TRUE(wait_for([&] {
@@ -509,7 +510,7 @@ TEST_F(EppTest, PicksFollowLoadOnceItsMetricsArrive) {
   EXPECT_EQ(picks[1] + picks[2], 30);
 }
 
-TEST_F(EppTest, PicksFollowSharedPromptPrefixes) {
+TEST_P(EppTest, PicksFollowSharedPromptPrefixes) {
   start_epp(default_options());
   const std::string shared_prefix = request::make_text_with_tokens(800, 11);
   std::set<int> chosen;
@@ -540,7 +541,7 @@ TEST_F(EppTest, PicksFollowSharedPromptPrefixes) {
   EXPECT_TRUE(wait_for([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
 }
 
-TEST_F(EppTest, HealthIsServingForEveryNameOnBothPorts) {
+TEST_P(EppTest, HealthIsServingForEveryNameOnBothPorts) {
   start_epp(default_options());
   for (std::uint16_t port : {runner_->grpc_health_port(), runner_->grpc_port()}) {
     for (std::string_view name : extproc::HealthState::kServiceNames) {
@@ -555,7 +556,7 @@ TEST_F(EppTest, HealthIsServingForEveryNameOnBothPorts) {
   }
 }
 
-TEST_F(EppTest, MalformedBodyGetsALocalReply400) {
+TEST_P(EppTest, MalformedBodyGetsALocalReply400) {
   start_epp(default_options());
   EnvoyStream envoy(*stub_);
   RoutedAnswer routed = envoy.send_request(R"({"model": "food-review", "prompt": )");
@@ -578,7 +579,7 @@ TEST_F(EppTest, MalformedBodyGetsALocalReply400) {
   EXPECT_TRUE(oversize.close().ok());
 }
 
-TEST_F(EppTest, ConformanceHooksPinTheEndpointAndReportTheServedOne) {
+TEST_P(EppTest, ConformanceHooksPinTheEndpointAndReportTheServedOne) {
   auto options = default_options();
   options.conformance_test_hooks = true;
   start_epp(options);
@@ -602,7 +603,7 @@ TEST_F(EppTest, ConformanceHooksPinTheEndpointAndReportTheServedOne) {
   }
 }
 
-TEST_F(EppTest, EmitEndpointScoresExplainsThePick) {
+TEST_P(EppTest, EmitEndpointScoresExplainsThePick) {
   auto options = default_options();
   options.emit_endpoint_scores = true;
   start_epp(options);
@@ -625,7 +626,7 @@ TEST_F(EppTest, EmitEndpointScoresExplainsThePick) {
   EXPECT_TRUE(envoy.close().ok());
 }
 
-TEST_F(EppTest, ProtocolViolationEndsTheStreamWithInvalidArgument) {
+TEST_P(EppTest, ProtocolViolationEndsTheStreamWithInvalidArgument) {
   start_epp(default_options());
   EnvoyStream envoy(*stub_);
   grpc::ClientContext context;
@@ -643,7 +644,7 @@ TEST_F(EppTest, ProtocolViolationEndsTheStreamWithInvalidArgument) {
   EXPECT_TRUE(wait_for([&] { return runner_->extproc_stats().protocol_errors.load() == 1; }));
 }
 
-TEST_F(EppTest, CancelledStreamReleasesItsEndpoint) {
+TEST_P(EppTest, CancelledStreamReleasesItsEndpoint) {
   start_epp(default_options());
   grpc::ClientContext context;
   auto stream = stub_->Process(&context);
@@ -671,7 +672,7 @@ TEST_F(EppTest, CancelledStreamReleasesItsEndpoint) {
   EXPECT_TRUE(wait_for([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
 }
 
-TEST_F(EppTest, ConcurrentStreamsAreAnsweredIndependently) {
+TEST_P(EppTest, ConcurrentStreamsAreAnsweredIndependently) {
   start_epp(default_options());
   constexpr int kThreads = 4;
   constexpr int kStreamsPerThread = 25;
@@ -730,8 +731,25 @@ void expect_bad_request_over(std::uint16_t port,
   EXPECT_TRUE(envoy.close().ok());
 }
 
-extproc::EppOptions tls_options() {
+std::string transport_name(const ::testing::TestParamInfo<extproc::GrpcTransport>& info) {
+  return info.param == extproc::GrpcTransport::kNative ? "Native" : "Callback";
+}
+
+// Every test of the EPP's servers runs on both gRPC transports.
+INSTANTIATE_TEST_SUITE_P(Transports, EppTest,
+                         ::testing::Values(extproc::GrpcTransport::kNative,
+                                           extproc::GrpcTransport::kCallback),
+                         transport_name);
+
+class EppTransportTest : public ::testing::TestWithParam<extproc::GrpcTransport> {};
+INSTANTIATE_TEST_SUITE_P(Transports, EppTransportTest,
+                         ::testing::Values(extproc::GrpcTransport::kNative,
+                                           extproc::GrpcTransport::kCallback),
+                         transport_name);
+
+extproc::EppOptions tls_options(extproc::GrpcTransport transport) {
   extproc::EppOptions options;
+  options.grpc_transport = transport;
   options.bind_address = "127.0.0.1";
   options.grpc_port = 0;
   options.grpc_health_port = 0;
@@ -741,10 +759,10 @@ extproc::EppOptions tls_options() {
   return options;
 }
 
-TEST(EppTlsTest, ServesTlsWithASelfSignedCertificateOrOneFromCertPath) {
+TEST_P(EppTransportTest, ServesTlsWithASelfSignedCertificateOrOneFromCertPath) {
   std::string certificate;
   {
-    extproc::EppRunner runner(tls_options());  // --secure-serving defaults to true
+    extproc::EppRunner runner(tls_options(GetParam()));  // --secure-serving defaults to true
     runner.start();
     certificate = runner.certificate_pem();
     ASSERT_NE(certificate.find("BEGIN CERTIFICATE"), std::string::npos);
@@ -768,7 +786,7 @@ TEST(EppTlsTest, ServesTlsWithASelfSignedCertificateOrOneFromCertPath) {
   std::ofstream(dir / "tls.crt") << material->certificate_pem;
   std::ofstream(dir / "tls.key") << material->private_key_pem;
   {
-    auto options = tls_options();
+    auto options = tls_options(GetParam());
     options.cert_path = dir.string();
     extproc::EppRunner runner(options);
     runner.start();
@@ -791,7 +809,7 @@ TEST(EppTlsTest, ServesTlsWithASelfSignedCertificateOrOneFromCertPath) {
   auto other = extproc::generate_self_signed();
   ASSERT_TRUE(other.ok());
   std::ofstream(dir / "tls.key") << other->private_key_pem;
-  auto options = tls_options();
+  auto options = tls_options(GetParam());
   options.cert_path = dir.string();
   EXPECT_THROW(extproc::EppRunner{options}, std::runtime_error);
   std::filesystem::remove_all(dir);
@@ -804,8 +822,8 @@ TEST(EppTlsTest, ServesTlsWithASelfSignedCertificateOrOneFromCertPath) {
   }
 }
 
-TEST(EppStartupTest, APortInUseIsAStartupErrorNamingTheAddress) {
-  auto options = tls_options();
+TEST_P(EppTransportTest, APortInUseIsAStartupErrorNamingTheAddress) {
+  auto options = tls_options(GetParam());
   options.secure_serving = false;
   extproc::EppRunner first(options);
   first.start();
