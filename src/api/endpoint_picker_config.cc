@@ -66,7 +66,8 @@ PluginRoles builtin_plugin_roles(std::string_view type) {
                 "lora-affinity-filter", "least-queue-filter", "least-kv-cache-filter",
                 "prefill-filter", "decode-filter"},
                type);
-  roles.picker = contains({"max-score-picker", "random-picker", "weighted-random-picker"}, type);
+  roles.picker = contains(
+      {"max-score-picker", "random-picker", "weighted-random-picker", "round-robin-picker"}, type);
   roles.profile_handler = contains({"single-profile-handler", "disagg-profile-handler"}, type);
   roles.parser = contains({"openai-parser", "passthrough-parser", "vllmgrpc-parser"}, type);
   roles.saturation_detector = contains({"utilization-detector", "concurrency-detector"}, type);

@@ -58,7 +58,14 @@ struct Metric {
   std::string_view title;
   std::string_view unit;
   std::vector<std::string_view> path;
+  std::vector<std::string_view> fallback_path;  // read when `path` is absent (may be empty)
 };
+
+std::optional<double> metric_value(const json& run, const Metric& metric) {
+  if (auto value = number_at(run, metric.path)) return value;
+  if (metric.fallback_path.empty()) return std::nullopt;
+  return number_at(run, metric.fallback_path);
+}
 
 // The charts, in page order.
 const std::vector<Metric>& chart_metrics() {
@@ -68,7 +75,10 @@ const std::vector<Metric>& chart_metrics() {
       {"End-to-end latency p90", "ms", {"latency_ms", "e2e", "p90"}},
       {"Output throughput", "tokens/s", {"throughput", "output_tokens_per_s"}},
       {"Achieved rate", "requests/s", {"throughput", "achieved_rate"}},
-      {"Prefix-cache hit rate (engines)", "share", {"simulation", "prefix_cache", "hit_rate"}},
+      {"Prefix-cache hit rate (engines)",
+       "share",
+       {"simulation", "prefix_cache", "hit_rate"},
+       {"server_metrics", "prefix_cache", "hit_rate"}},
   };
   return metrics;
 }
@@ -259,7 +269,7 @@ std::string render_html_report(const json& document, std::string_view title) {
       Series line{.name = name, .points = {}};
       for (const json* run : by_name[name]) {
         auto x = number_at(*run, {"throughput", "launch_rate"});
-        auto y = number_at(*run, metric.path);
+        auto y = metric_value(*run, metric);
         if (x && y) line.points.push_back({*x, *y});
       }
       std::sort(line.points.begin(), line.points.end(),
@@ -275,7 +285,8 @@ std::string render_html_report(const json& document, std::string_view title) {
       "<table>\n<tr><th>target</th><th>offered req/s</th><th>achieved req/s</th>"
       "<th>output tok/s</th><th>TTFT p50 ms</th><th>TTFT p90 ms</th><th>TTFT p99 ms</th>"
       "<th>NTPOT p50 ms</th><th>NTPOT p90 ms</th><th>e2e p90 ms</th><th>failed</th>"
-      "<th>prefix hit rate</th><th>of oracle</th><th>Little's law error</th>"
+      "<th>prefix hit rate</th><th>of oracle</th><th>mean in flight</th>"
+      "<th>rate &times; mean e2e</th><th>Little's law error</th>"
       "<th>generator kept up</th></tr>\n";
   for (const json* run : runs) {
     const json& r = *run;
@@ -290,11 +301,29 @@ std::string render_html_report(const json& document, std::string_view title) {
     page += cell(number_at(r, {"latency_ms", "ntpot", "p90"}), 2);
     page += cell(number_at(r, {"latency_ms", "e2e", "p90"}), 1);
     page += cell(number_at(r, {"requests", "failed"}), 0);
+    // The engines' own counters (simulation, or --server-metrics), else the usage's cached share.
     auto hit_rate = number_at(r, {"simulation", "prefix_cache", "hit_rate"});
+    if (!hit_rate) hit_rate = number_at(r, {"server_metrics", "prefix_cache", "hit_rate"});
     if (!hit_rate) hit_rate = number_at(r, {"tokens", "cached_share"});
     page += cell(hit_rate, 3);
     page += cell(number_at(r, {"simulation", "prefix_cache", "hit_rate_of_oracle"}), 3);
-    page += cell(number_at(r, {"simulation", "littles_law", "relative_error"}), 3);
+    auto littles_error = number_at(r, {"littles_law", "relative_error"});
+    if (!littles_error)
+      littles_error = number_at(r, {"simulation", "littles_law", "relative_error"});
+    auto in_flight = number_at(r, {"littles_law", "mean_in_flight"});
+    if (!in_flight) in_flight = number_at(r, {"throughput", "mean_in_flight"});
+    auto expected = number_at(r, {"littles_law", "expected_in_flight"});
+    if (!expected) expected = number_at(r, {"simulation", "littles_law", "expected_in_flight"});
+    page += cell(in_flight, 1);
+    page += cell(expected, 1);
+    const auto holds = r.find("littles_law");
+    const bool flagged = holds != r.end() && holds->is_object() && holds->contains("holds") &&
+                         (*holds)["holds"].is_boolean() && !(*holds)["holds"].get<bool>();
+    if (flagged && littles_error) {
+      page += fmt::format("<td class=\"warn\">{:.3f} (off)</td>", *littles_error);
+    } else {
+      page += cell(littles_error, 3);
+    }
     const auto kept_up = r.find("generator_kept_up");
     if (kept_up != r.end() && kept_up->is_boolean()) {
       page += kept_up->get<bool>() ? "<td>yes</td>" : "<td class=\"warn\">no</td>";

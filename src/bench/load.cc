@@ -244,12 +244,8 @@ asio::awaitable<void> LoadGenerator::progress_loop() {
     progress_timer_.expires_after(options_.progress_interval);
     co_await progress_timer_.async_wait(kAsTuple);
     if (stopping_) break;
-    std::size_t failed = 0;
-    for (const auto& record : records_) {
-      if (record.outcome != Outcome::kPending && !record.ok()) ++failed;
-    }
     spdlog::info("bench: t={:.0f}s launched {} in flight {} failed {}", to_seconds(now()),
-                 records_.size(), requests_in_flight_, failed);
+                 records_.size(), requests_in_flight_, requests_failed_);
   }
   task_done();
 }
@@ -286,6 +282,7 @@ asio::awaitable<void> LoadGenerator::execute(RequestRecord& record) {
     reused = false;
   }
   if (connection.is_open()) idle_connections_.push_back(std::move(connection));
+  if (!record.ok()) ++requests_failed_;
   --requests_in_flight_;
 }
 

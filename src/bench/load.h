@@ -128,9 +128,10 @@ class LoadGenerator {
   // Stops launching (e.g. on SIGINT); requests in flight run to their end. Idempotent.
   void stop();
 
-  // Live figures, for progress output.
+  // Live figures, for progress output (read on the executor's thread).
   std::size_t launched() const { return records_.size(); }
   std::size_t in_flight() const { return requests_in_flight_; }
+  std::size_t failed() const { return requests_failed_; }  // finished, not a success
 
  private:
   TimePoint now() const;
@@ -158,6 +159,7 @@ class LoadGenerator {
   asio::steady_timer progress_timer_;
   std::size_t active_tasks_ = 0;  // request coroutines and closed-loop workers
   std::size_t requests_in_flight_ = 0;
+  std::size_t requests_failed_ = 0;
   std::size_t connections_opened_ = 0;
   std::size_t stale_connection_retries_ = 0;
   bool stopping_ = false;

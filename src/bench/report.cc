@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -66,6 +67,7 @@ Report make_report(const RunResult& run) {
 
   std::vector<double> ttft, tpot, ntpot, itl, e2e, lag;
   Duration in_flight_time{};
+  Duration measured_latency{};  // launch to end, every measured request
   TimePoint last_end = run.window_start;
   for (const RequestRecord& record : run.records) {
     in_flight_time += overlap(record.start, record.end, run.window_start, run.window_end);
@@ -75,6 +77,7 @@ Report make_report(const RunResult& run) {
     }
     ++report.launched;
     last_end = std::max(last_end, record.end);
+    measured_latency += record.end - record.start;
     lag.push_back(to_ms(record.schedule_lag()));
     if (!record.ok()) {
       ++report.failed;
@@ -104,6 +107,14 @@ Report make_report(const RunResult& run) {
   report.mean_in_flight = ratio(to_seconds(in_flight_time), report.window_seconds);
   report.cached_token_share = ratio(static_cast<double>(report.cached_prompt_tokens),
                                     static_cast<double>(report.prompt_tokens));
+  report.littles_law_expected_in_flight =
+      report.launch_rate *
+      ratio(to_seconds(measured_latency), static_cast<double>(report.launched));
+  report.littles_law_relative_error =
+      ratio(std::abs(report.mean_in_flight - report.littles_law_expected_in_flight),
+            report.littles_law_expected_in_flight);
+  report.littles_law_holds =
+      report.launched == 0 || report.littles_law_relative_error <= kLittlesLawTolerance;
 
   report.ttft_ms = summarize(std::move(ttft));
   report.tpot_ms = summarize(std::move(tpot));
@@ -118,6 +129,19 @@ Report make_report(const RunResult& run) {
 }
 
 namespace {
+
+// The --server-metrics line of the table, and one line per server that could not be counted.
+std::string server_prefix_cache_line(const PrefixCacheDelta& delta) {
+  std::string out = fmt::format(
+      "servers     prefix-cache hit rate {:.1f}% ({:.0f} of {:.0f} prompt tokens, {} of {} "
+      "servers' /metrics)\n",
+      100 * delta.hit_rate, delta.hit_tokens, delta.query_tokens, delta.counted,
+      delta.servers.size());
+  for (const ServerPrefixCache& server : delta.servers) {
+    if (!server.error.empty()) out += fmt::format("warning     {}: {}\n", server.url, server.error);
+  }
+  return out;
+}
 
 // The "workload" line of the tables.
 std::string workload_description(const WorkloadOptions& workload) {
@@ -168,10 +192,21 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
       report.achieved_rate, report.launch_rate, report.window_seconds, report.span_seconds));
   line(fmt::format("tokens/s    {:.1f} output, {:.1f} input\n", report.output_tokens_per_second,
                    report.input_tokens_per_second));
-  line(fmt::format("in flight   {:.1f} mean\n", report.mean_in_flight));
+  line(fmt::format(
+      "in flight   {:.1f} mean; rate x mean e2e {:.1f} (Little's law, off by "
+      "{:.0f}%): {}\n",
+      report.mean_in_flight, report.littles_law_expected_in_flight,
+      100 * report.littles_law_relative_error,
+      report.littles_law_holds ? "holds"
+                               : fmt::format("OFF by more than {:.0f}% (not a steady state: queues "
+                                             "growing, or the stage is short for its latencies)",
+                                             100 * kLittlesLawTolerance)));
   line(fmt::format("prefix      {:.1f}% of prompt tokens cached ({} of {})\n",
                    100 * report.cached_token_share, report.cached_prompt_tokens,
                    report.prompt_tokens));
+  if (report.server_prefix_cache) {
+    line(server_prefix_cache_line(*report.server_prefix_cache));
+  }
   line("\n");
   line(fmt::format("  {:<6}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}\n", "ms", "mean", "p50", "p90",
                    "p99", "max", "count"));
@@ -278,6 +313,11 @@ ordered_json report_document(const Report& report, const BenchConfig& config) {
                             {"output_tokens_per_s", report.output_tokens_per_second},
                             {"input_tokens_per_s", report.input_tokens_per_second},
                             {"mean_in_flight", report.mean_in_flight}};
+  document["littles_law"] = {{"mean_in_flight", report.mean_in_flight},
+                             {"expected_in_flight", report.littles_law_expected_in_flight},
+                             {"relative_error", report.littles_law_relative_error},
+                             {"tolerance", kLittlesLawTolerance},
+                             {"holds", report.littles_law_holds}};
   document["latency_ms"] = {{"ttft", distribution_json(report.ttft_ms)},
                             {"tpot", distribution_json(report.tpot_ms)},
                             {"ntpot", distribution_json(report.ntpot_ms)},
@@ -293,6 +333,23 @@ ordered_json report_document(const Report& report, const BenchConfig& config) {
   document["connections"] = {{"opened", report.connections_opened},
                              {"stale_retries", report.stale_connection_retries}};
   document["stopped_early"] = report.stopped_early;
+  if (report.server_prefix_cache) {
+    const PrefixCacheDelta& delta = *report.server_prefix_cache;
+    ordered_json servers = ordered_json::array();
+    for (const ServerPrefixCache& server : delta.servers) {
+      servers.push_back(
+          {{"url", server.url},
+           {"query_tokens", server.query_tokens},
+           {"hit_tokens", server.hit_tokens},
+           {"error", server.error.empty() ? ordered_json(nullptr) : ordered_json(server.error)}});
+    }
+    document["server_metrics"] = {{"prefix_cache",
+                                   {{"query_tokens", delta.query_tokens},
+                                    {"hit_tokens", delta.hit_tokens},
+                                    {"hit_rate", delta.hit_rate},
+                                    {"servers_counted", delta.counted},
+                                    {"servers", servers}}}};
+  }
   if (report.simulation) {
     document["simulation"] = simulation_json(*report.simulation, report.mean_in_flight);
   }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench/load.h"
+#include "bench/server_metrics.h"
 #include "bench/stats.h"
 #include "bench/workload.h"
 
@@ -20,6 +21,13 @@ namespace infergate::bench {
 // Above this p99 schedule lag the generator is reported as not keeping up with --rate: arrivals
 // went out late, so the offered load was lower and burstier than asked.
 inline constexpr std::chrono::milliseconds kMaxKeptUpScheduleLagP99{10};
+
+// Little's law (benchmarks facts §5.6): in a steady state the mean number of requests in flight
+// equals the arrival rate times the mean latency. A stage whose measured mean in flight differs
+// from launch rate x mean e2e by more than this share is flagged: it was not in a steady state
+// (queues growing: the load is above what the servers sustain, or the stage is too short for its
+// latencies), or requests were lost in between.
+inline constexpr double kLittlesLawTolerance = 0.15;
 
 // What was run (echoed in reports).
 struct BenchConfig {
@@ -76,6 +84,12 @@ struct Report {
   // Time-average number of requests in flight during the window (warm-up requests still running
   // in it count too).
   double mean_in_flight = 0;
+  // Little's law: launch_rate x mean e2e of the measured requests (successes and failures alike,
+  // each from launch to its end), against mean_in_flight; relative error
+  // |measured - expected| / expected; holds when that is <= kLittlesLawTolerance (or nothing ran).
+  double littles_law_expected_in_flight = 0;
+  double littles_law_relative_error = 0;
+  bool littles_law_holds = true;
 
   Distribution ttft_ms;           // first event with generated text - launch
   Distribution tpot_ms;           // (e2e - TTFT) / (output tokens - 1), requests with >= 2 tokens
@@ -94,6 +108,9 @@ struct Report {
   std::size_t connections_opened = 0;        // whole run, warm-up included
   std::size_t stale_connection_retries = 0;  // whole run
   bool stopped_early = false;
+
+  // The model servers' prefix-cache counters over the stage (--server-metrics), when asked for.
+  std::optional<PrefixCacheDelta> server_prefix_cache;
 
   std::optional<SimulationFigures> simulation;  // set by simulations only
 };
@@ -117,6 +134,8 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
 //   error_examples         {"<label>": first error message}
 //   throughput             window_s, span_s, launch_rate, achieved_rate (req/s),
 //                          output_tokens_per_s, input_tokens_per_s, mean_in_flight
+//   littles_law            mean_in_flight, expected_in_flight (launch_rate x mean e2e),
+//                          relative_error, tolerance, holds (bool)
 //   latency_ms             ttft, tpot, ntpot, itl, e2e: each {count, mean, min, p50, p90, p99,
 //                          max}, the statistics null when count is 0
 //   schedule_lag_ms        same shape as a latency
@@ -124,6 +143,9 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
 //   tokens                 prompt, output, cached_prompt, cached_share, requests_without_usage
 //   connections            opened, stale_retries
 //   stopped_early          bool
+//   server_metrics         (--server-metrics only) prefix_cache {query_tokens, hit_tokens,
+//                          hit_rate, servers_counted, servers [{url, query_tokens, hit_tokens,
+//                          error (null when counted)}]}: the servers' own counters over the stage
 //   simulation             (simulations only; `url` is then null) configuration, policy,
 //                          model_profile, replicas, scrape_interval_ms, prefix_cache {query_tokens,
 //                          hit_tokens, hit_rate, oracle_prompt_tokens, oracle_hit_tokens,

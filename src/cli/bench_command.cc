@@ -1,11 +1,16 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <memory>
@@ -17,7 +22,10 @@
 
 #include "bench/html_report.h"
 #include "bench/load.h"
+#include "bench/progress.h"
 #include "bench/report.h"
+#include "bench/server_metrics.h"
+#include "bench/sweep.h"
 #include "bench/workload.h"
 #include "cli/commands.h"
 
@@ -42,8 +50,15 @@ struct BenchFlags {
   std::vector<std::string> targets;
   // --rates r1,r2,...: a ladder of open-loop stages per target (instead of --rate).
   std::vector<double> rates;
-  std::optional<double> stage_duration_s;  // --stage-duration (default: --duration)
-  std::string before_each;                 // --before-each: shell command run before each target
+  std::optional<double> stage_duration_s;   // --stage-duration (default: --duration)
+  std::string before_each;                  // --before-each: shell command run before each target
+  std::vector<std::string> server_metrics;  // --server-metrics: the model servers' /metrics URLs
+  bool no_progress = false;                 // --no-progress
+  bool sweep = false;                       // --sweep: find saturation, then a ladder
+  double sweep_start_rate = 1;
+  double sweep_probe_duration_s = 10;
+  int sweep_max_probes = 12;
+  std::vector<double> sweep_fractions = {25, 50, 75, 90, 100};  // percent
 };
 
 // One target of a comparison.
@@ -108,16 +123,39 @@ Result<bench::BenchConfig> resolve(const BenchFlags& flags) {
   load.target = *target;
   const int modes = static_cast<int>(flags.rate.has_value()) +
                     static_cast<int>(flags.concurrency.has_value()) +
-                    static_cast<int>(!flags.rates.empty());
+                    static_cast<int>(!flags.rates.empty()) + static_cast<int>(flags.sweep);
   const bool trace = config.workload.kind == bench::WorkloadKind::kTrace;
   if (modes != 1 && !(trace && modes == 0)) {
     return Status::bad_request(
-        "give exactly one of --rate (open loop), --rates (a ladder of open-loop stages) or "
-        "--concurrency");
+        "give exactly one of --rate (open loop), --rates (a ladder of open-loop stages), --sweep "
+        "(find the saturation rate, then a ladder below it) or --concurrency");
+  }
+  if (flags.sweep) {
+    if (trace) return Status::bad_request("--sweep: a trace brings its own arrival times");
+    if (!(flags.sweep_start_rate > 0 && flags.sweep_start_rate <= 1e6)) {
+      return Status::bad_request("--sweep-start-rate must be > 0");
+    }
+    if (!(flags.sweep_probe_duration_s > 0 && flags.sweep_probe_duration_s <= 1e7)) {
+      return Status::bad_request("--sweep-probe-duration must be > 0 seconds");
+    }
+    if (flags.sweep_max_probes < 1 || flags.sweep_max_probes > 40) {
+      return Status::bad_request("--sweep-max-probes must be between 1 and 40");
+    }
+    if (flags.sweep_fractions.empty()) {
+      return Status::bad_request("--sweep-fractions: give at least one percentage");
+    }
+    for (double percent : flags.sweep_fractions) {
+      if (!(percent > 0 && percent <= 1000)) {
+        return Status::bad_request("--sweep-fractions: percentages must be in (0, 1000]");
+      }
+    }
   }
   if (modes == 0) {
     // A trace brings its own arrival times; the open-loop rate is not used.
     load.mode = bench::LoadMode::kRate;
+  } else if (flags.sweep) {
+    load.mode = bench::LoadMode::kRate;
+    load.rate = flags.sweep_start_rate;
   } else if (flags.rate || !flags.rates.empty()) {
     load.mode = bench::LoadMode::kRate;
     load.rate = flags.rate ? *flags.rate : flags.rates.front();
@@ -136,8 +174,9 @@ Result<bench::BenchConfig> resolve(const BenchFlags& flags) {
   if (flags.stage_duration_s && !(*flags.stage_duration_s >= 0 && *flags.stage_duration_s <= 1e7)) {
     return Status::bad_request("--stage-duration must be between 0 and 1e7 seconds");
   }
-  load.duration = from_seconds(
-      flags.stage_duration_s && !flags.rates.empty() ? *flags.stage_duration_s : flags.duration_s);
+  load.duration = from_seconds(flags.stage_duration_s && (!flags.rates.empty() || flags.sweep)
+                                   ? *flags.stage_duration_s
+                                   : flags.duration_s);
   load.warmup = from_seconds(flags.warmup_s);
   load.timeout = from_seconds(flags.timeout_s);
   load.progress_interval = from_seconds(flags.progress_s);
@@ -158,14 +197,53 @@ void raise_open_file_limit() {
   }
 }
 
+// What run_once needs besides the run itself.
+struct RunContext {
+  std::string label;                       // progress bar: "run 2/6 round-robin 10 req/s"
+  bool progress_bar = false;               // redraw a progress line on stderr
+  std::span<const bench::Target> servers;  // --server-metrics
+};
+
+// One run's result, and the servers' prefix-cache figures when --server-metrics was given.
+struct RunOutcome {
+  bench::RunResult result;
+  std::optional<bench::PrefixCacheDelta> server_prefix_cache;
+};
+
+constexpr std::chrono::milliseconds kScrapeTimeout{5000};
+constexpr std::chrono::milliseconds kProgressRedraw{250};
+
+// Scrapes every server in turn (loopback or LAN: milliseconds each).
+boost::asio::awaitable<std::vector<Result<bench::PrefixCacheCounters>>> scrape_all(
+    boost::asio::any_io_executor executor, std::span<const bench::Target> servers) {
+  std::vector<Result<bench::PrefixCacheCounters>> counters;
+  for (const bench::Target& server : servers) {
+    counters.push_back(co_await bench::scrape_prefix_cache(executor, server, kScrapeTimeout));
+  }
+  co_return counters;
+}
+
+// The terminal's width for the progress line (80 when unknown).
+std::size_t terminal_width() {
+  if (const char* columns = std::getenv("COLUMNS")) {
+    const int value = std::atoi(columns);
+    if (value > 0) return static_cast<std::size_t>(value);
+  }
+  return 80;
+}
+
 // One run (a target at one load) to its end, or nullopt when interrupted (signals_received says
-// how often: once stops the run gracefully and keeps its result, twice aborts).
-std::optional<bench::RunResult> run_once(const bench::BenchConfig& config,
-                                         bench::Workload& workload, int& signals_received) {
-  boost::asio::io_context io(1);
+// how often: once stops the run gracefully and keeps its result, twice aborts). With servers to
+// scrape, their counters are read when the measured window opens (after the warm-up) and again
+// once every request has finished.
+std::optional<RunOutcome> run_once(const bench::BenchConfig& config, bench::Workload& workload,
+                                   int& signals_received, const RunContext& context) {
+  namespace asio = boost::asio;
+  constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+  asio::io_context io(1);
   bench::LoadGenerator generator(io.get_executor(), config.load, workload);
-  std::optional<bench::RunResult> result;
-  boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::optional<RunOutcome> outcome;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
   std::function<void(const boost::system::error_code&, int)> on_signal =
       [&](const boost::system::error_code& error, int) {
         if (error) return;
@@ -178,38 +256,143 @@ std::optional<bench::RunResult> run_once(const bench::BenchConfig& config,
         }
       };
   signals.async_wait(on_signal);
-  boost::asio::co_spawn(
+
+  const auto started = std::chrono::steady_clock::now();
+  bool run_done = false;
+  // The "before" scrape, at the start of the measured window.
+  std::optional<std::vector<Result<bench::PrefixCacheCounters>>> before;
+  bool before_finished = false;
+  asio::steady_timer window_timer(io);
+  asio::steady_timer before_done(io);
+  if (!context.servers.empty()) {
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          window_timer.expires_at(started + config.load.warmup);
+          co_await window_timer.async_wait(kAsTuple);
+          if (!run_done) before = co_await scrape_all(io.get_executor(), context.servers);
+          before_finished = true;
+          before_done.cancel();
+        },
+        asio::detached);
+  }
+  asio::steady_timer progress_timer(io);
+  if (context.progress_bar) {
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          const double total_s = to_seconds(config.load.warmup + config.load.duration);
+          const std::size_t width = terminal_width();
+          while (!run_done) {
+            bench::ProgressState state;
+            state.stage = context.label;
+            state.elapsed_s =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+            state.total_s = total_s;
+            state.in_flight = generator.in_flight();
+            state.done = generator.launched() - state.in_flight;
+            state.errors = generator.failed();
+            std::fprintf(stderr, "\r%s\033[K", bench::format_progress_line(state, width).c_str());
+            std::fflush(stderr);
+            progress_timer.expires_after(kProgressRedraw);
+            co_await progress_timer.async_wait(kAsTuple);
+          }
+          std::fprintf(stderr, "\r\033[K");
+          std::fflush(stderr);
+        },
+        asio::detached);
+  }
+  asio::co_spawn(
       io,
-      [&]() -> boost::asio::awaitable<void> {
-        result = co_await generator.run();
+      [&]() -> asio::awaitable<void> {
+        RunOutcome finished;
+        finished.result = co_await generator.run();
+        run_done = true;
+        progress_timer.cancel();
+        window_timer.cancel();
+        if (!context.servers.empty()) {
+          if (!before_finished) {
+            // The before-scrape may still be running: wait for it (it ends within its timeout).
+            before_done.expires_at(asio::steady_timer::time_point::max());
+            co_await before_done.async_wait(kAsTuple);
+          }
+          const std::vector<Result<bench::PrefixCacheCounters>> after =
+              co_await scrape_all(io.get_executor(), context.servers);
+          // Stopped before the window opened: nothing to compare with.
+          std::vector<Result<bench::PrefixCacheCounters>> before_or_missing;
+          if (before) {
+            before_or_missing = std::move(*before);
+          } else {
+            for (std::size_t i = 0; i < context.servers.size(); ++i) {
+              before_or_missing.push_back(
+                  Status(499, "the run stopped before its measured window opened"));
+            }
+          }
+          finished.server_prefix_cache =
+              bench::prefix_cache_delta(context.servers, before_or_missing, after);
+        }
+        outcome = std::move(finished);
         signals.cancel();
       },
-      boost::asio::detached);
+      asio::detached);
   io.run();
-  return result;
+  return outcome;
 }
 
 // The summary of several runs, one line each.
 std::string format_runs_summary(const std::vector<std::string>& names,
                                 const std::vector<bench::Report>& reports,
                                 const std::vector<bench::BenchConfig>& configs) {
-  std::string out = fmt::format("\n{:<24}{:>10}{:>10}{:>11}{:>10}{:>10}{:>10}{:>10}{:>8}{:>9}\n",
-                                "target", "offered/s", "achieved", "out tok/s", "TTFT p50",
-                                "TTFT p90", "NTPOT p90", "e2e p90", "failed", "kept up");
+  const bool hit_rates = std::any_of(reports.begin(), reports.end(), [](const auto& report) {
+    return report.server_prefix_cache.has_value();
+  });
+  std::string out = fmt::format(
+      "\n{:<24}{:>10}{:>10}{:>11}{:>10}{:>10}{:>10}{:>10}{:>8}{}{:>9}{:>8}\n", "target",
+      "offered/s", "achieved", "out tok/s", "TTFT p50", "TTFT p90", "NTPOT p90", "e2e p90",
+      "failed", hit_rates ? fmt::format("{:>10}", "hit rate") : "", "kept up", "Little");
   for (std::size_t index = 0; index < reports.size(); ++index) {
     const bench::Report& report = reports[index];
     const std::string offered = configs[index].load.mode == bench::LoadMode::kRate
                                     ? fmt::format("{:.1f}", report.launch_rate)
                                     : fmt::format("c={}", configs[index].load.concurrency);
+    std::string hit_rate;
+    if (hit_rates) {
+      hit_rate = report.server_prefix_cache
+                     ? fmt::format("{:>9.1f}%", 100 * report.server_prefix_cache->hit_rate)
+                     : fmt::format("{:>10}", "-");
+    }
     out += fmt::format(
-        "{:<24}{:>10}{:>10.2f}{:>11.0f}{:>10.1f}{:>10.1f}{:>10.2f}{:>10.1f}{:>8}{:>9}\n",
+        "{:<24}{:>10}{:>10.2f}{:>11.0f}{:>10.1f}{:>10.1f}{:>10.2f}{:>10.1f}{:>8}{}{:>9}{:>8}\n",
         names[index], offered, report.achieved_rate, report.output_tokens_per_second,
         report.ttft_ms.p50, report.ttft_ms.p90, report.ntpot_ms.p90, report.e2e_ms.p90,
-        report.failed, report.generator_kept_up ? "yes" : "NO");
+        report.failed, hit_rate, report.generator_kept_up ? "yes" : "NO",
+        report.littles_law_holds ? "ok" : "OFF");
   }
   out +=
-      "(latencies in ms over successful requests; kept up: the generator launched on schedule)\n";
+      "(latencies in ms over successful requests; hit rate: the servers' prefix-cache hits / "
+      "queries over the stage; kept up: the generator launched on schedule; Little: mean in "
+      "flight within " +
+      fmt::format("{:.0f}", 100 * bench::kLittlesLawTolerance) + "% of rate x mean e2e)\n";
   return out;
+}
+
+nlohmann::json sweep_json(const bench::SweepResult& sweep, const bench::SweepOptions& options,
+                          double probe_duration_s) {
+  nlohmann::json probes = nlohmann::json::array();
+  for (std::size_t index = 0; index < sweep.probes.size(); ++index) {
+    const bench::ProbeResult& probe = sweep.probes[index];
+    probes.push_back({{"rate", sweep.probe_rates[index]},
+                      {"launch_rate", probe.offered_rate},
+                      {"achieved_rate", probe.achieved_rate},
+                      {"e2e_p90_ms", probe.e2e_p90_ms},
+                      {"launched", probe.launched},
+                      {"failed", probe.failed},
+                      {"generator_kept_up", probe.generator_kept_up}});
+  }
+  return {{"start_rate", options.start_rate},         {"growth", bench::kSweepGrowth},
+          {"probe_duration_s", probe_duration_s},     {"probes", probes},
+          {"saturation_rate", sweep.saturation_rate}, {"stop_reason", sweep.stop_reason},
+          {"fractions", options.fractions},           {"ladder", sweep.ladder}};
 }
 
 int run_bench(const BenchFlags& flags) {
@@ -223,26 +406,43 @@ int run_bench(const BenchFlags& flags) {
     spdlog::error("{}", targets.status().message());
     return 2;
   }
-  std::vector<bench::BenchConfig> plan;  // every run: targets outside, stages inside
-  std::vector<std::string> plan_names;
+  std::vector<bench::Target> parsed_targets;
   for (const NamedTarget& target : *targets) {
     auto parsed = bench::parse_target_url(target.url);
     if (!parsed) {
       spdlog::error("{}: {}", target.name, parsed.status().message());
       return 2;
     }
-    const std::vector<double> stages =
-        flags.rates.empty() ? std::vector<double>{config->load.rate} : flags.rates;
-    for (double rate : stages) {
-      bench::BenchConfig run = *config;
-      run.load.target = *parsed;
-      run.load.rate = rate;
-      if (Status valid = bench::validate(run.load); !valid.is_ok()) {
-        spdlog::error("{}", valid.message());
-        return 2;
+    parsed_targets.push_back(*parsed);
+  }
+  std::vector<bench::Target> servers;
+  for (const std::string& url : flags.server_metrics) {
+    if (url.empty()) continue;
+    auto parsed = bench::parse_server_metrics_url(url);
+    if (!parsed) {
+      spdlog::error("{}", parsed.status().message());
+      return 2;
+    }
+    servers.push_back(*parsed);
+  }
+  // A stage at `rate` against target `index`, checked before anything runs.
+  auto stage_config = [&](std::size_t index, double rate) -> Result<bench::BenchConfig> {
+    bench::BenchConfig run = *config;
+    run.load.target = parsed_targets[index];
+    run.load.rate = rate;
+    if (Status valid = bench::validate(run.load); !valid.is_ok()) return valid;
+    return run;
+  };
+  std::vector<double> stages =
+      flags.rates.empty() ? std::vector<double>{config->load.rate} : flags.rates;
+  if (!flags.sweep) {
+    for (std::size_t index = 0; index < parsed_targets.size(); ++index) {
+      for (double rate : stages) {
+        if (auto run = stage_config(index, rate); !run) {
+          spdlog::error("{}", run.status().message());
+          return 2;
+        }
       }
-      plan.push_back(std::move(run));
-      plan_names.push_back(target.name);
     }
   }
   // Opened first so that a bad path fails before the runs, not after them.
@@ -263,30 +463,33 @@ int run_bench(const BenchFlags& flags) {
     }
   }
   raise_open_file_limit();
+  const bool progress_bar = !flags.no_progress && isatty(STDERR_FILENO) == 1;
 
   std::vector<bench::Report> reports;
   std::vector<bench::BenchConfig> configs;
   std::vector<std::string> names;
   int signals_received = 0;
-  for (std::size_t index = 0; index < plan.size() && signals_received == 0; ++index) {
-    const bench::BenchConfig& run = plan[index];
-    const bool first_of_target = index == 0 || plan_names[index] != plan_names[index - 1];
-    if (first_of_target && !flags.before_each.empty()) {
-      // The user's reset (restart the servers, flush their prefix caches): the targets must start
-      // from the same state for a fair comparison.
-      const std::string command =
-          "INFERGATE_BENCH_TARGET='" + plan_names[index] + "' " + flags.before_each;
-      spdlog::info("bench: --before-each for {}: {}", plan_names[index], flags.before_each);
-      if (const int status = std::system(command.c_str()); status != 0) {
-        spdlog::error("bench: --before-each failed (status {}); stopping", status);
-        return 1;
-      }
+
+  // The user's reset (restart the servers, flush their prefix caches): the targets must start
+  // from the same state for a fair comparison.
+  auto before_each = [&](const std::string& name) {
+    if (flags.before_each.empty()) return true;
+    const std::string command = "INFERGATE_BENCH_TARGET='" + name + "' " + flags.before_each;
+    spdlog::info("bench: --before-each for {}: {}", name, flags.before_each);
+    if (const int status = std::system(command.c_str()); status != 0) {
+      spdlog::error("bench: --before-each failed (status {}); stopping", status);
+      return false;
     }
+    return true;
+  };
+  // One stage; nullopt when it could not run or was aborted.
+  auto run_stage = [&](const bench::BenchConfig& run, const std::string& name,
+                       const std::string& label, bool print_table) -> std::optional<bench::Report> {
     // The same requests for every target: a fresh workload from the same seed.
     auto workload = bench::Workload::create(run.workload);
     if (!workload) {
       spdlog::error("{}", workload.status().message());
-      return 2;
+      return std::nullopt;
     }
     spdlog::info(
         "bench: {}{} against {} ({}) for {:g} s after a {:g} s warm-up",
@@ -295,20 +498,107 @@ int run_bench(const BenchFlags& flags) {
         : run.load.mode == bench::LoadMode::kRate
             ? fmt::format("{:g} req/s Poisson", run.load.rate)
             : fmt::format("concurrency {}", run.load.concurrency),
-        plan.size() > 1 ? fmt::format(" (run {} of {})", index + 1, plan.size()) : "",
-        plan_names[index], run.load.target.url(), to_seconds(run.load.duration), flags.warmup_s);
-    auto result = run_once(run, *workload, signals_received);
-    if (!result) {
+        label.empty() ? "" : " (" + label + ")", name, run.load.target.url(),
+        to_seconds(run.load.duration), to_seconds(run.load.warmup));
+    const std::string rate_text = run.load.mode == bench::LoadMode::kRate
+                                      ? fmt::format("{:g} req/s", run.load.rate)
+                                      : fmt::format("c={}", run.load.concurrency);
+    RunContext context{
+        .label = fmt::format("{}{}{} {}", label, label.empty() ? "" : " ", name, rate_text),
+        .progress_bar = progress_bar,
+        .servers = servers};
+    bench::BenchConfig effective = run;
+    if (progress_bar) effective.load.progress_interval = Duration::zero();
+    auto outcome = run_once(effective, *workload, signals_received, context);
+    if (!outcome) {
       spdlog::error("bench: aborted");
-      break;
+      return std::nullopt;
     }
-    reports.push_back(bench::make_report(*result));
-    configs.push_back(run);
-    names.push_back(plan_names[index]);
-    fmt::print("{}", bench::format_report_table(reports.back(), run));
-    if (!reports.back().generator_kept_up) {
+    bench::Report report = bench::make_report(outcome->result);
+    report.server_prefix_cache = std::move(outcome->server_prefix_cache);
+    if (print_table) fmt::print("{}", bench::format_report_table(report, run));
+    std::fflush(stdout);
+    if (!report.generator_kept_up) {
       spdlog::warn("bench: the generator fell behind its schedule (p99 lag {:.1f} ms)",
-                   reports.back().schedule_lag_ms.p99);
+                   report.schedule_lag_ms.p99);
+    }
+    if (!report.littles_law_holds) {
+      spdlog::warn(
+          "bench: Little's law off by {:.0f}%: mean in flight {:.1f}, rate x mean e2e {:.1f} "
+          "(not a steady state)",
+          100 * report.littles_law_relative_error, report.mean_in_flight,
+          report.littles_law_expected_in_flight);
+    }
+    return report;
+  };
+
+  std::optional<bench::SweepResult> sweep;
+  bench::SweepOptions sweep_options;
+  if (flags.sweep) {
+    sweep_options.start_rate = flags.sweep_start_rate;
+    sweep_options.max_probes = flags.sweep_max_probes;
+    sweep_options.fractions.clear();
+    for (double percent : flags.sweep_fractions) sweep_options.fractions.push_back(percent / 100);
+    const std::string& name = targets->front().name;
+    if (!before_each(name)) return 1;
+    int probe_number = 0;
+    sweep = bench::find_saturation(
+        sweep_options, [&](double rate) -> std::optional<bench::ProbeResult> {
+          if (signals_received > 0) return std::nullopt;
+          auto probe = stage_config(0, rate);
+          if (!probe) {
+            spdlog::error("{}", probe.status().message());
+            return std::nullopt;
+          }
+          probe->load.warmup = Duration::zero();
+          probe->load.duration = from_seconds(flags.sweep_probe_duration_s);
+          auto report =
+              run_stage(*probe, name, fmt::format("saturation probe {}", ++probe_number), false);
+          if (!report || signals_received > 0) return std::nullopt;
+          fmt::print(
+              "probe {:>2}  {:>9.2f} req/s offered  {:>9.2f} achieved  e2e p90 {:>9.1f} ms  "
+              "failed {}  kept up {}\n",
+              probe_number, report->launch_rate, report->achieved_rate, report->e2e_ms.p90,
+              report->failed, report->generator_kept_up ? "yes" : "NO");
+          std::fflush(stdout);
+          return bench::ProbeResult{.offered_rate = report->launch_rate,
+                                    .achieved_rate = report->achieved_rate,
+                                    .e2e_p90_ms = report->e2e_ms.p90,
+                                    .window_s = report->window_seconds,
+                                    .launched = report->launched,
+                                    .failed = report->failed,
+                                    .generator_kept_up = report->generator_kept_up};
+        });
+    std::string ladder_text;
+    for (double rate : sweep->ladder) {
+      ladder_text += fmt::format("{}{:g}", ladder_text.empty() ? "" : ", ", rate);
+    }
+    fmt::print("sweep     {}; saturation rate {:.2f} req/s; ladder {} req/s\n", sweep->stop_reason,
+               sweep->saturation_rate, ladder_text.empty() ? "-" : ladder_text);
+    if (sweep->interrupted || sweep->ladder.empty()) {
+      spdlog::error("bench: --sweep found no saturation rate to build a ladder on");
+      return 1;
+    }
+    stages = sweep->ladder;
+  }
+
+  const std::size_t total_runs = parsed_targets.size() * stages.size();
+  for (std::size_t target = 0; target < parsed_targets.size() && signals_received == 0; ++target) {
+    const std::string& name = (*targets)[target].name;
+    if (!before_each(name)) return 1;
+    for (std::size_t stage = 0; stage < stages.size() && signals_received == 0; ++stage) {
+      auto run = stage_config(target, stages[stage]);
+      if (!run) {
+        spdlog::error("{}", run.status().message());
+        return 2;
+      }
+      const std::size_t number = target * stages.size() + stage + 1;
+      auto report = run_stage(
+          *run, name, total_runs > 1 ? fmt::format("run {} of {}", number, total_runs) : "", true);
+      if (!report) break;
+      reports.push_back(std::move(*report));
+      configs.push_back(*run);
+      names.push_back(name);
     }
   }
   if (reports.empty()) return 1;
@@ -323,10 +613,11 @@ int run_bench(const BenchFlags& flags) {
     run["target"] = names[index];
     runs.push_back(std::move(run));
   }
-  if (runs.size() == 1) {
+  if (runs.size() == 1 && !sweep) {
     document = runs.front();
   } else {
     document = {{"schema", "infergate.bench.runs.v1"}, {"runs", runs}};
+    if (sweep) document["sweep"] = sweep_json(*sweep, sweep_options, flags.sweep_probe_duration_s);
   }
   if (json_file.is_open()) {
     json_file << document.dump(2) << "\n";
@@ -379,7 +670,8 @@ Runner add_bench_command(CLI::App& app) {
                                  "--stage-duration (per target)")
                     ->delimiter(',');
   bench->add_option("--stage-duration", flags->stage_duration_s,
-                    "Measured seconds of each --rates stage (default: --duration)");
+                    "Measured seconds of each --rates or --sweep ladder stage (default: "
+                    "--duration)");
   bench->add_option(
       "--before-each", flags->before_each,
       "Shell command run before each target (INFERGATE_BENCH_TARGET names it), e.g. to restart "
@@ -450,6 +742,41 @@ Runner add_bench_command(CLI::App& app) {
       ->add_option("--progress-interval", flags->progress_s,
                    "Seconds between progress lines (0: none)")
       ->capture_default_str();
+  bench
+      ->add_option("--server-metrics", flags->server_metrics,
+                   "The model servers' Prometheus URLs, http://host:port[/path] (path default "
+                   "/metrics), comma-separated: their vllm:prefix_cache_hits / queries counters "
+                   "are read when each stage's measured window opens and after it drains, and "
+                   "the stage reports hit rate = sum of hit deltas / sum of query deltas "
+                   "(default: none)")
+      ->delimiter(',');
+  bench->add_flag("--no-progress", flags->no_progress,
+                  "No progress bar (default: a one-line bar on stderr when it is a terminal: "
+                  "stage, elapsed / total, requests done, in flight, errors)");
+  auto* sweep = bench->add_flag(
+      "--sweep", flags->sweep,
+      "Find the saturation rate first (probes at --sweep-start-rate x 2, x 4, ... until the "
+      "achieved rate stops rising, falls short of the offered rate, e2e p90 explodes, requests "
+      "fail or the generator falls behind; against the first target), then run every target at "
+      "--sweep-fractions of it, each stage for --stage-duration (instead of --rate / --rates)");
+  bench
+      ->add_option("--sweep-start-rate", flags->sweep_start_rate,
+                   "--sweep: the first probe's rate in req/s")
+      ->capture_default_str();
+  bench
+      ->add_option("--sweep-probe-duration", flags->sweep_probe_duration_s,
+                   "--sweep: measured seconds of each probe (no warm-up)")
+      ->capture_default_str();
+  bench->add_option("--sweep-max-probes", flags->sweep_max_probes, "--sweep: probes at most")
+      ->capture_default_str();
+  bench
+      ->add_option("--sweep-fractions", flags->sweep_fractions,
+                   "--sweep: the ladder, in percent of the saturation rate")
+      ->delimiter(',')
+      ->capture_default_str();
+  sweep->excludes(rate);
+  sweep->excludes(rates);
+  sweep->excludes(concurrency);
   bench->add_option("--output-json", flags->output_json,
                     "Also write the report as JSON to this file (default: none)");
   bench->add_option("--output-html", flags->output_html,

@@ -27,6 +27,7 @@ const std::vector<PluginType>& plugin_types() {
       {"max-score-picker", PluginKind::kPicker, plugins::make_max_score_picker},
       {"weighted-random-picker", PluginKind::kPicker, plugins::make_weighted_random_picker},
       {"random-picker", PluginKind::kPicker, plugins::make_random_picker},
+      {"round-robin-picker", PluginKind::kPicker, plugins::make_round_robin_picker},
       {"single-profile-handler", PluginKind::kProfileHandler, plugins::make_single_profile_handler},
   };
   return kTypes;

@@ -35,6 +35,8 @@ Result<std::shared_ptr<Plugin>> make_concurrency_detector(std::string name,
 Result<std::shared_ptr<Plugin>> make_max_score_picker(std::string name,
                                                       const nlohmann::json& params);
 Result<std::shared_ptr<Plugin>> make_random_picker(std::string name, const nlohmann::json& params);
+Result<std::shared_ptr<Plugin>> make_round_robin_picker(std::string name,
+                                                        const nlohmann::json& params);
 Result<std::shared_ptr<Plugin>> make_single_profile_handler(std::string name,
                                                             const nlohmann::json& params);
 

@@ -89,3 +89,29 @@ TEST(HtmlReportTest, ADocumentWithoutRunsSaysSo) {
 
 }  // namespace
 }  // namespace infergate::bench
+
+namespace infergate::bench {
+namespace {
+
+TEST(HtmlReportTest, ServerHitRateAndLittlesLawFlag) {
+  json first = run("infergate", 10, 100);
+  first["server_metrics"] = {{"prefix_cache", {{"hit_rate", 0.875}}}};
+  first["tokens"] = {{"cached_share", 0.1}};
+  first["littles_law"] = {{"mean_in_flight", 3.0},
+                          {"expected_in_flight", 2.0},
+                          {"relative_error", 0.5},
+                          {"holds", false}};
+  json second = run("round-robin", 10, 300);
+  second["server_metrics"] = {{"prefix_cache", {{"hit_rate", 0.25}}}};
+  const std::string page =
+      render_html_report(json{{"runs", json::array({first, second})}}, "cache");
+  // The servers' hit rate is charted and tabled (not the usage's cached share).
+  EXPECT_NE(page.find("aria-label=\"Prefix-cache hit rate (engines)\""), std::string::npos);
+  EXPECT_NE(page.find("<td>0.875</td>"), std::string::npos);
+  EXPECT_EQ(page.find("<td>0.100</td>"), std::string::npos);
+  EXPECT_NE(page.find("<td class=\"warn\">0.500 (off)</td>"), std::string::npos);
+  EXPECT_NE(page.find("<td>3.0</td><td>2.0</td>"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace infergate::bench

@@ -156,3 +156,67 @@ TEST(ReportTest, EmptyDistributionsAreNullInJsonAndDashesInTheTable) {
 
 }  // namespace
 }  // namespace infergate::bench
+
+namespace infergate::bench {
+namespace {
+
+TEST(ReportTest, LittlesLawComparesMeanInFlightWithRateTimesMeanLatency) {
+  // sample_run: in flight 709 ms over the 1 s window (warm-up 100, 200, 300, 99 clipped, 10);
+  // 5 launched per second x mean latency (200 + 300 + 500 + 0 + 10) / 5 = 202 ms = 1.01.
+  const Report report = make_report(sample_run());
+  EXPECT_NEAR(report.mean_in_flight, 0.709, 1e-9);
+  EXPECT_NEAR(report.littles_law_expected_in_flight, 1.01, 1e-9);
+  EXPECT_NEAR(report.littles_law_relative_error, 0.301 / 1.01, 1e-9);
+  EXPECT_FALSE(report.littles_law_holds);
+  BenchConfig config;
+  EXPECT_NE(format_report_table(report, config).find("Little's law, off by 30%): OFF"),
+            std::string::npos);
+  const json document = json::parse(format_report_json(report, config));
+  EXPECT_EQ(document["littles_law"]["holds"], false);
+  EXPECT_DOUBLE_EQ(document["littles_law"]["tolerance"].get<double>(), kLittlesLawTolerance);
+  EXPECT_NEAR(document["littles_law"]["expected_in_flight"].get<double>(), 1.01, 1e-9);
+
+  // A steady stream: one 100 ms request every 100 ms holds one in flight.
+  RunResult steady;
+  steady.window_start = at_ms(0);
+  steady.window_end = at_ms(1000);
+  for (int ms = 0; ms < 1000; ms += 100) {
+    steady.records.push_back(success(ms, ms, ms + 10, ms + 100, 5, 0));
+  }
+  const Report steady_report = make_report(steady);
+  EXPECT_NEAR(steady_report.mean_in_flight, 1.0, 1e-9);
+  EXPECT_NEAR(steady_report.littles_law_expected_in_flight, 1.0, 1e-9);
+  EXPECT_TRUE(steady_report.littles_law_holds);
+  EXPECT_NE(format_report_table(steady_report, config).find("off by 0%): holds"),
+            std::string::npos);
+}
+
+TEST(ReportTest, ServerPrefixCacheInTableAndJson) {
+  Report report = make_report(sample_run());
+  PrefixCacheDelta delta;
+  delta.servers = {{"http://a:1/metrics", 1000, 750, ""},
+                   {"http://b:2/metrics", 0, 0, "after: connect refused"}};
+  delta.query_tokens = 1000;
+  delta.hit_tokens = 750;
+  delta.hit_rate = 0.75;
+  delta.counted = 1;
+  report.server_prefix_cache = delta;
+  BenchConfig config;
+  const std::string table = format_report_table(report, config);
+  EXPECT_NE(table.find("prefix-cache hit rate 75.0% (750 of 1000 prompt tokens, 1 of 2"),
+            std::string::npos)
+      << table;
+  EXPECT_NE(table.find("http://b:2/metrics: after: connect refused"), std::string::npos);
+  const json document = json::parse(format_report_json(report, config));
+  const json& cache = document["server_metrics"]["prefix_cache"];
+  EXPECT_DOUBLE_EQ(cache["hit_rate"].get<double>(), 0.75);
+  EXPECT_EQ(cache["servers_counted"], 1);
+  EXPECT_TRUE(cache["servers"][0]["error"].is_null());
+  EXPECT_EQ(cache["servers"][1]["error"], "after: connect refused");
+  // Without --server-metrics the section is absent.
+  EXPECT_FALSE(json::parse(format_report_json(make_report(sample_run()), config))
+                   .contains("server_metrics"));
+}
+
+}  // namespace
+}  // namespace infergate::bench
