@@ -5,7 +5,9 @@
 #include <boost/asio/signal_set.hpp>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <future>
+#include <iterator>
 #include <thread>
 
 #include "cli/commands.h"
@@ -32,6 +34,14 @@ struct ServeFlags {
   std::string refresh_metrics_interval = "50ms";
   std::string metrics_staleness_threshold = "2s";
   std::string ejection_cooldown = "30s";
+  // --epp and its options.
+  std::string epp;
+  std::string epp_failure_mode = "FailClose";
+  std::string epp_timeout = "10s";
+  bool epp_tls = true;
+  bool epp_tls_verify = false;
+  std::string epp_ca_file;
+  std::string epp_server_name;
 };
 
 // Parses a Go-style duration flag; prints the error and returns nullopt when it is not one.
@@ -46,6 +56,47 @@ std::optional<Duration> duration_flag(std::string_view flag, const std::string& 
 
 std::chrono::milliseconds to_milliseconds(Duration duration) {
   return std::chrono::ceil<std::chrono::milliseconds>(duration);
+}
+
+// The ext_proc client options from the --epp flags; prints the error and returns nullopt when
+// one is wrong.
+std::optional<extproc::ExtProcClientOptions> epp_options(const ServeFlags& flags) {
+  extproc::ExtProcClientOptions epp;
+  epp.target = flags.epp;
+  if (flags.epp_failure_mode == "FailOpen") {
+    epp.failure_mode = extproc::FailureMode::kFailOpen;
+  } else if (flags.epp_failure_mode == "FailClose") {
+    epp.failure_mode = extproc::FailureMode::kFailClose;
+  } else {
+    spdlog::error("--epp-failure-mode: \"{}\" is neither FailOpen nor FailClose",
+                  flags.epp_failure_mode);
+    return std::nullopt;
+  }
+  const auto timeout = duration_flag("--epp-timeout", flags.epp_timeout);
+  if (!timeout) return std::nullopt;
+  if (*timeout < Duration::zero()) {
+    spdlog::error("--epp-timeout must be >= 0");
+    return std::nullopt;
+  }
+  epp.message_timeout = to_milliseconds(*timeout);
+  epp.tls = flags.epp_tls;
+  epp.tls_verify = flags.epp_tls_verify;
+  epp.tls_server_name = flags.epp_server_name;
+  if (!flags.epp_ca_file.empty()) {
+    std::ifstream file(flags.epp_ca_file, std::ios::binary);
+    if (!file) {
+      spdlog::error("--epp-ca-file: cannot read {}", flags.epp_ca_file);
+      return std::nullopt;
+    }
+    epp.tls_root_certs_pem.assign(std::istreambuf_iterator<char>(file),
+                                  std::istreambuf_iterator<char>());
+  }
+  if ((epp.tls_verify || !epp.tls_root_certs_pem.empty() || !epp.tls_server_name.empty()) &&
+      !epp.tls) {
+    spdlog::error("--epp-tls-verify, --epp-ca-file and --epp-server-name need --epp-tls");
+    return std::nullopt;
+  }
+  return epp;
 }
 
 int run_serve(ServeFlags& flags) {
@@ -87,10 +138,19 @@ int run_serve(ServeFlags& flags) {
   options.metrics_staleness_threshold = *staleness;
   options.ejection.cooldown = *cooldown;
 
-  if (flags.endpoints.empty() == flags.config.empty()) {
+  if (!flags.epp.empty()) {
+    options.epp = epp_options(flags);
+    if (!options.epp) return 2;
+  }
+  if (!flags.endpoints.empty() && !flags.config.empty()) {
+    spdlog::error("give either --endpoints or --config, not both");
+    return 2;
+  }
+  if (flags.endpoints.empty() && flags.config.empty() && flags.epp.empty()) {
     spdlog::error(
         "give either --endpoints host:port,... (one pool) or --config FILE (Gateway, HTTPRoutes, "
-        "InferencePools, ...; docs/gateway.md)");
+        "InferencePools, ...; docs/gateway.md), or an external endpoint picker with --epp "
+        "host:port");
     return 2;
   }
   std::optional<api::EndpointPickerConfig> file_picker_config;
@@ -104,7 +164,7 @@ int run_serve(ServeFlags& flags) {
     gateway::apply_gateway_config(*resolved, flags.port_given, options);
     file_picker_config = std::move(resolved->picker_config);
     file_picker_source = resolved->picker_config_source;
-  } else {
+  } else if (!flags.endpoints.empty()) {
     auto pool = datastore::static_pool_from_endpoints(flags.endpoints, options.pool_name,
                                                       gateway::kDefaultNamespace);
     if (!pool) {
@@ -156,7 +216,8 @@ Runner add_serve_command(CLI::App& app) {
   CLI::App* serve = app.add_subcommand(
       "serve",
       "Run the standalone gateway: an OpenAI-compatible HTTP proxy in front of a pool of model "
-      "servers, with the endpoint picker inside (no Envoy needed; docs/gateway.md)");
+      "servers, with the endpoint picker inside or, with --epp, asking an external one over "
+      "ext_proc as Envoy would (no Envoy needed; docs/gateway.md)");
   serve->add_option("--host", options.host, "Address to listen on")->capture_default_str();
   serve
       ->add_option("--port", options.port,
@@ -167,7 +228,7 @@ Runner add_serve_command(CLI::App& app) {
   serve
       ->add_option("--endpoints", flags->endpoints,
                    "One pool of model servers, host:port,... (IPv6: [address]:port); or use "
-                   "--config")
+                   "--config. With --epp: optional, the endpoints FailOpen falls back on")
       ->delimiter(',');
   serve->add_option("--config", flags->config,
                     "Configuration file as a user applies it to a cluster: Gateway, HTTPRoutes, "
@@ -262,6 +323,42 @@ Runner add_serve_command(CLI::App& app) {
                  "Add response headers x-gateway-destination-endpoint-scores (every candidate's "
                  "scores) and x-gateway-destination-endpoint-served")
       ->default_str("false");
+  serve->add_option("--epp", flags->epp,
+                    "Pick through this external Endpoint Picker (host:port of its ext_proc gRPC "
+                    "port, e.g. `infergate epp`'s 9002) instead of the embedded picker; "
+                    "--endpoints / --config then only give the FailOpen fallback (docs/gateway.md, "
+                    "\"Picking through an external EPP\")");
+  serve
+      ->add_option("--epp-failure-mode", flags->epp_failure_mode,
+                   "What happens when the external picker is unreachable or fails: FailClose "
+                   "(answer 503) or FailOpen (pick with the embedded picker over --endpoints / "
+                   "--config; 503 without them). GIE's endpointPickerRef.failureMode")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"FailOpen", "FailClose"}));
+  serve
+      ->add_option("--epp-timeout", flags->epp_timeout,
+                   "Longest wait for each expected answer of the external picker, and for "
+                   "connecting to it (Go duration; 0: no limit)")
+      ->capture_default_str();
+  serve
+      ->add_flag("--epp-tls", flags->epp_tls,
+                 "Speak TLS to the external picker, as the reference EPP (and `infergate epp`) "
+                 "serve by default (--epp-tls=false: plaintext HTTP/2)")
+      ->default_str("true");
+  serve
+      ->add_flag("--epp-tls-verify", flags->epp_tls_verify,
+                 "Check the picker's certificate (default off, as GIE's Envoy configuration: "
+                 "the reference EPP's certificate is self-signed)")
+      ->default_str("false");
+  serve
+      ->add_option("--epp-ca-file", flags->epp_ca_file,
+                   "With --epp-tls-verify: PEM roots to trust (empty: the system's)")
+      ->capture_default_str();
+  serve
+      ->add_option("--epp-server-name", flags->epp_server_name,
+                   "With --epp-tls-verify: the name to check the certificate against (empty: "
+                   "the --epp host)")
+      ->capture_default_str();
   return [flags] { return run_serve(*flags); };
 }
 

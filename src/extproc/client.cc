@@ -243,13 +243,17 @@ struct ExtProcClient::Channels {
   std::atomic<std::uint64_t> next{0};
   std::mutex mutex;
   std::condition_variable idle;
-  std::set<ExtProcExchange::Call*> live;
+  std::set<ExtProcExchange::Call*> live;  // calls before OnDone (each alive: it holds itself)
+  int finishing = 0;                      // calls past OnDone whose objects are being released
 
   pb::ExternalProcessor::Stub& next_stub() {
     return *stubs[next.fetch_add(1, std::memory_order_relaxed) % stubs.size()];
   }
   void add(ExtProcExchange::Call* call);
-  void remove(ExtProcExchange::Call* call);
+  // OnDone: the call leaves `live` (it may no longer be cancelled) but the client still waits
+  // for it until finished().
+  void retire(ExtProcExchange::Call* call);
+  void finished();
   void cancel_all_and_wait();
 };
 
@@ -415,8 +419,16 @@ class ExtProcExchange::Call final
     }
     metrics_->active.dec();
     wake(true, 0);
-    channels_->remove(this);  // the client may be gone right after this
-    // `keep` may be the last reference: nothing may touch this object after it goes.
+    // The call's ClientContext holds a reference to its channel. If that were the channel's last
+    // one, the channel would be destroyed here, on a gRPC callback thread, and with grpc++ 1.51
+    // that tears down the callback completion queue under the thread that runs this very
+    // callback (a self-join that fails silently, then a double free). So this object (and its
+    // context) goes first, while the client still waits for it (`finishing`); only then may the
+    // client, and with it the channels' last references, go, on the thread destroying it.
+    ExtProcClient::Channels* channels = channels_;
+    channels->retire(this);
+    keep.reset();          // `this` may be gone from here on
+    channels->finished();  // the client may be gone right after this
   }
 
  private:
@@ -513,12 +525,18 @@ void ExtProcClient::Channels::add(ExtProcExchange::Call* call) {
   live.insert(call);
 }
 
-void ExtProcClient::Channels::remove(ExtProcExchange::Call* call) {
+void ExtProcClient::Channels::retire(ExtProcExchange::Call* call) {
+  std::lock_guard lock(mutex);
+  live.erase(call);
+  ++finishing;
+}
+
+void ExtProcClient::Channels::finished() {
   // Notified under the lock: the destructor waiting on `idle` may free this object as soon as
   // the lock is released, and nothing here is touched after that.
   std::lock_guard lock(mutex);
-  live.erase(call);
-  if (live.empty()) idle.notify_all();
+  --finishing;
+  if (live.empty() && finishing == 0) idle.notify_all();
 }
 
 void ExtProcClient::Channels::cancel_all_and_wait() {
@@ -531,7 +549,7 @@ void ExtProcClient::Channels::cancel_all_and_wait() {
   for (auto& call : calls) call->cancel();  // may run OnDone inline: no lock held
   calls.clear();
   std::unique_lock lock(mutex);
-  idle.wait(lock, [this] { return live.empty(); });
+  idle.wait(lock, [this] { return live.empty() && finishing == 0; });
 }
 
 ExtProcClient::ExtProcClient(ExtProcClientOptions options, prom::Registry& registry)
@@ -571,6 +589,8 @@ ExtProcClient::ExtProcClient(ExtProcClientOptions options, prom::Registry& regis
 }
 
 ExtProcClient::~ExtProcClient() { channels_->cancel_all_and_wait(); }
+
+void ExtProcClient::cancel_all() { channels_->cancel_all_and_wait(); }
 
 std::unique_ptr<ExtProcExchange> ExtProcClient::start_exchange() {
   return std::unique_ptr<ExtProcExchange>(new ExtProcExchange(*this));

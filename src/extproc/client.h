@@ -213,6 +213,11 @@ class ExtProcClient {
   // A new exchange for one HTTP request (no stream is opened until process_request). Any thread.
   std::unique_ptr<ExtProcExchange> start_exchange();
 
+  // Cancels every stream still open and waits until gRPC has finished them (their exchanges'
+  // waiting calls then return kCancelled on their executors). For an owner shutting down whose
+  // exchanges may outlive it on stopped executors. Not on a gRPC thread.
+  void cancel_all();
+
   // Maps an error to the failure mode, and counts it in
   // infergate_extproc_client_failures_total{mode}: nullopt = FailOpen, continue without the EPP;
   // otherwise the Status to reply with (503, OpenAI-style: "endpoint picker unavailable: ...").

@@ -61,6 +61,8 @@ struct Gateway::Impl {
   std::optional<datastore::EngineMappings> mappings;
   std::unique_ptr<GatewayMetrics> metrics;
   std::unique_ptr<EndpointHealth> health;
+  // --epp: the external picker's client; outlives the handlers' exchanges (see stop()).
+  std::unique_ptr<extproc::ExtProcClient> epp;
 
   // Collectors: their own io_context and thread; declared after what their coroutines use.
   asio::io_context collector_io{1};
@@ -86,11 +88,12 @@ Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>(std::mov
   Impl& impl = *impl_;
   GatewayOptions& opts = impl.options;
   if (opts.pools.empty()) {
-    if (opts.endpoints.empty()) {
+    if (!opts.endpoints.empty()) {
+      opts.pools.push_back(
+          {.name = opts.pool_name, .endpoints = opts.endpoints, .policies = opts.policies});
+    } else if (!opts.epp) {
       throw std::runtime_error("the pool has no endpoints: give --endpoints host:port,...");
     }
-    opts.pools.push_back(
-        {.name = opts.pool_name, .endpoints = opts.endpoints, .policies = opts.policies});
   }
   impl.workers = opts.workers != 0 ? opts.workers
                                    : std::max<std::size_t>(1, std::thread::hardware_concurrency());
@@ -172,9 +175,14 @@ Gateway::Gateway(GatewayOptions options) : impl_(std::make_unique<Impl>(std::mov
   if (opts.access_log) {
     access_logger = opts.access_logger ? opts.access_logger : make_stdout_access_logger();
   }
-  impl.proxy = std::make_unique<Proxy>(std::move(proxy_pools), impl.routes, std::move(models),
-                                       *impl.pool, *impl.health, *impl.metrics, impl.registry,
-                                       std::move(access_logger), opts.proxy, opts.seed);
+  if (opts.epp) {
+    if (opts.epp->target.empty()) throw std::runtime_error("--epp: give the picker's host:port");
+    impl.epp = std::make_unique<extproc::ExtProcClient>(*opts.epp, impl.registry);
+  }
+  impl.proxy =
+      std::make_unique<Proxy>(std::move(proxy_pools), impl.routes, std::move(models), *impl.pool,
+                              *impl.health, *impl.metrics, impl.registry, std::move(access_logger),
+                              opts.proxy, opts.seed, impl.epp.get());
 
   http::ServerOptions server_options;
   server_options.address = opts.host;
@@ -225,6 +233,18 @@ void Gateway::start() {
   for (const auto& pool : impl.pools) {
     pool_names += (pool_names.empty() ? "" : ", ") + pool->options.name;
   }
+  if (opts.epp) {
+    spdlog::info(
+        "infergate serve: picking through the endpoint picker at {} ({}, {}{})", opts.epp->target,
+        opts.epp->tls ? "TLS" : "plaintext",
+        opts.epp->failure_mode == extproc::FailureMode::kFailOpen ? "FailOpen" : "FailClose",
+        impl.pools.empty() ? ", no fallback endpoints" : "");
+  }
+  if (impl.pools.empty()) {
+    spdlog::info("infergate serve: listening on http://{}:{} with {} worker thread{}", opts.host,
+                 impl.server->port(), impl.workers, impl.workers == 1 ? "" : "s");
+    return;
+  }
   spdlog::info(
       "infergate serve: listening on http://{}:{} with {} worker thread{}; pool{} {} with "
       "{} endpoint{}{}",
@@ -261,6 +281,9 @@ void Gateway::stop() {
   // to a pool that now closes them), then the listener, all before the io_contexts go. A worker's
   // frames hold only objects of its own io_context, so the io_contexts may go in any order.
   impl.pool->shutdown();
+  // Streams to the external picker still open end now; their waiting handlers are queued on the
+  // (stopped) io_contexts and go with them.
+  if (impl.epp) impl.epp->cancel_all();
   impl.server.reset();
   impl.ios.clear();
 

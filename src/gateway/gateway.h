@@ -18,6 +18,12 @@
 // between workers except the director's thread-safe state and atomic counters. The metrics
 // collectors run on their own io_context and thread.
 //
+// External picker (`--epp`, GatewayOptions::epp): an ExtProcClient asks that Endpoint Picker for
+// every inference request instead of the embedded director (proxy.h). The pools are then optional:
+// when given (`--endpoints`, `--config`) they are what FailOpen falls back on (their embedded
+// pickers, collectors and routes run as without --epp); without them the gateway keeps no
+// endpoint state at all and /readyz only reflects draining.
+//
 // Lifecycle: construct (checks the configuration, binds the port; throws std::runtime_error with
 // one clear message), start(), then stop() — graceful: /readyz turns 503, the listener closes,
 // requests in flight (streams included) may finish for up to `drain_timeout`, then everything
@@ -35,6 +41,7 @@
 #include "api/types.h"
 #include "common/clock.h"
 #include "datastore/endpoint.h"
+#include "extproc/client.h"
 #include "gateway/proxy.h"
 #include "gateway/retry_policy.h"
 #include "gateway/routes.h"
@@ -85,6 +92,9 @@ struct GatewayOptions {
   // EndpointPickerConfig in --config; GIE's default profile otherwise).
   api::EndpointPickerConfig picker_config = api::default_endpoint_picker_config();
   ProxyOptions proxy;
+  // --epp and its --epp-* options: pick through this external Endpoint Picker (unset: the
+  // embedded picker). With it, `endpoints` and `pools` may be empty (see above).
+  std::optional<extproc::ExtProcClientOptions> epp;
   EjectionOptions ejection;
   UpstreamPoolOptions upstream_pool;
   std::size_t workers = 0;                         // --workers (0: one per core)

@@ -73,20 +73,56 @@ bool is_hop_by_hop(std::string_view lower_case_name) {
   return false;
 }
 
-director::Headers director_headers(const http::Request& request) {
+namespace {
+
+director::Headers request_headers(const http::Request& request, bool for_epp) {
   director::Headers headers;
-  headers.reserve(static_cast<std::size_t>(std::distance(request.begin(), request.end())) + 3);
+  headers.reserve(static_cast<std::size_t>(std::distance(request.begin(), request.end())) + 4);
   headers.emplace_back(":method", std::string(request.method_string()));
   headers.emplace_back(":path", std::string(request.target()));
   if (auto host = request.find(bhttp::field::host); host != request.end()) {
     headers.emplace_back(":authority", std::string(host->value()));
   }
+  if (for_epp) headers.emplace_back(":scheme", "http");
   for (const auto& field : request) {
     std::string name = lower(field.name_string());
-    if (is_reserved_request_header(name)) continue;
+    if (is_reserved_request_header(name) &&
+        !(for_epp && name == director::protocol::kTestSelectionHeader)) {
+      continue;
+    }
     headers.emplace_back(std::move(name), std::string(field.value()));
   }
   return headers;
+}
+
+}  // namespace
+
+director::Headers director_headers(const http::Request& request) {
+  return request_headers(request, /*for_epp=*/false);
+}
+
+director::Headers epp_request_headers(const http::Request& request) {
+  return request_headers(request, /*for_epp=*/true);
+}
+
+void copy_mutated_headers(const director::Headers& headers, http::Request& upstream) {
+  for (const auto& [name, value] : headers) {
+    if (name.empty() || name.front() == ':' || is_hop_by_hop(name) ||
+        is_reserved_request_header(name) || director::protocol::is_control_header(name) ||
+        name == "host" || name == "expect" || named_by_connection(headers, name)) {
+      continue;
+    }
+    upstream.insert(name, value);
+  }
+}
+
+http::Headers without_pseudo_headers(const director::Headers& headers) {
+  http::Headers out;
+  out.reserve(headers.size());
+  for (const auto& [name, value] : headers) {
+    if (!name.empty() && name.front() != ':') out.emplace_back(name, value);
+  }
+  return out;
 }
 
 void set_director_header(director::Headers& headers, std::string_view lower_case_name,

@@ -17,6 +17,12 @@
 // Removed from the response relayed to the client:
 //   - hop-by-hop headers, Content-Length (the gateway frames the body itself), Content-Type (passed
 //     separately), Server (the gateway's own) and the control headers.
+//
+// With an external Endpoint Picker (`--epp`) the request goes to the EPP as Envoy sends it
+// (epp_request_headers): the same minus the destination keys, but with the conformance header
+// test-epp-endpoint-selection kept, since that EPP, not the gateway, honours it. What the EPP
+// returns (its header mutation applied) is forwarded upstream by copy_mutated_headers, with the
+// same removals as copy_forwarded_headers.
 
 #include <string>
 #include <string_view>
@@ -37,6 +43,19 @@ bool is_hop_by_hop(std::string_view lower_case_name);
 // and ":authority" (Host) first, then every header field with its name lower-cased, in arrival
 // order, minus the control headers a client must not set (see above).
 director::Headers director_headers(const http::Request& request);
+
+// The request as an external EPP reads it (ext_proc request_headers): ":method", ":path",
+// ":authority", ":scheme" ("http"), then every field lower-cased, minus the destination keys a
+// client must not set; test-epp-endpoint-selection is kept.
+director::Headers epp_request_headers(const http::Request& request);
+
+// Copies the fields of `headers` (lower-case, as an EPP's mutation left them) that may be
+// forwarded into `upstream`: no pseudo-headers, hop-by-hop fields, Host, Expect, Content-Length
+// or control headers (see above), nor test-epp-endpoint-selection.
+void copy_mutated_headers(const director::Headers& headers, http::Request& upstream);
+
+// `headers` without pseudo-headers (":status"...), as http::Headers for relayed_response_headers.
+http::Headers without_pseudo_headers(const director::Headers& headers);
 
 // Replaces (or, with an empty value, removes) header `lower_case_name` in `headers`.
 void set_director_header(director::Headers& headers, std::string_view lower_case_name,

@@ -56,6 +56,11 @@ GatewayMetrics::GatewayMetrics(prom::Registry& registry)
           "Upstream connections: opened, reused from the pool, and pooled ones found closed and "
           "replaced (stale_retry).",
           {"state"})),
+      epp_failures_(registry.counter(
+          "infergate_gateway_epp_failures_total",
+          "Exchanges with the external endpoint picker (--epp) that failed, by error kind and by "
+          "what the gateway did (fail_open, fail_close, truncated).",
+          {"kind", "outcome"})),
       in_flight_(registry
                      .gauge("infergate_gateway_requests_in_flight",
                             "Requests the gateway is handling now.")
@@ -124,6 +129,14 @@ void GatewayMetrics::count_error(std::string_view reason) {
 
 void GatewayMetrics::count_ejection(std::string_view endpoint) {
   ejections_.with({endpoint}).inc();
+}
+
+void GatewayMetrics::count_epp_failure(std::string_view kind, std::string_view outcome) {
+  epp_failures_.with({kind, outcome}).inc();  // rare: the family's lock is fine
+}
+
+double GatewayMetrics::epp_failures(std::string_view kind, std::string_view outcome) {
+  return epp_failures_.with({kind, outcome}).value();
 }
 
 double GatewayMetrics::errors(std::string_view reason) const {

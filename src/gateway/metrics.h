@@ -13,6 +13,13 @@
 //   infergate_gateway_endpoint_ejections_total{endpoint}
 //   infergate_gateway_upstream_connections_total{state}  opened / reused / stale_retry
 //   infergate_gateway_requests_in_flight              handlers running
+//   infergate_gateway_epp_failures_total{kind,outcome}  `--epp`: exchanges with the external
+//                                                     endpoint picker that failed, by error kind
+//                                                     (unavailable, stream_broken, timeout,
+//                                                     protocol) and what the gateway did:
+//                                                     fail_open (served without the picker),
+//                                                     fail_close (answered 503), truncated (the
+//                                                     response had started: cut off)
 //
 // Threads: every method is safe from any thread; the per-request updates use series resolved at
 // construction (status codes resolved on first use) and take no lock on the common path.
@@ -32,7 +39,7 @@ namespace infergate::gateway {
 struct UpstreamPoolStats;
 
 // The `reason` label values of infergate_gateway_errors_total, all exposed from the start.
-inline constexpr std::array<std::string_view, 18> kErrorReasons = {
+inline constexpr std::array<std::string_view, 19> kErrorReasons = {
     "bad_request",         // unreadable body (the director's 400), malformed HTTP
     "not_found",           // unknown path
     "no_route",            // 404: no HTTPRoute rule matches (e.g. an unknown model)
@@ -50,6 +57,7 @@ inline constexpr std::array<std::string_view, 18> kErrorReasons = {
     "upstream_5xx",              // an attempt answered 5xx (retried; relayed when the last)
     "all_attempts_failed",       // the request ran out of endpoints or retries
     "client_disconnected",       // the client left before the response was complete
+    "epp_failure",               // `--epp`: the endpoint picker failed (FailClose: 503)
     "internal",                  // anything else (500)
 };
 
@@ -72,11 +80,14 @@ class GatewayMetrics {
   void observe_ttft(double seconds) { ttft_.observe(seconds); }
   void count_retry() { retries_.inc(); }
   void count_ejection(std::string_view endpoint);
+  // `kind`: the ext_proc error kind name; `outcome`: fail_open, fail_close or truncated.
+  void count_epp_failure(std::string_view kind, std::string_view outcome);
   prom::Gauge& in_flight() { return in_flight_; }
 
   // Values, for tests.
   double errors(std::string_view reason) const;
   double requests(unsigned status);
+  double epp_failures(std::string_view kind, std::string_view outcome);
 
  private:
   prom::Counter& status_series(unsigned status);
@@ -88,6 +99,7 @@ class GatewayMetrics {
   prom::Counter& retries_;
   prom::CounterFamily& ejections_;
   prom::CounterFamily& connections_;
+  prom::CounterFamily& epp_failures_;
   prom::Gauge& in_flight_;
   std::array<prom::Counter*, kErrorReasons.size()> error_series_{};
   std::array<std::atomic<prom::Counter*>, 600> status_series_{};  // by status code, lazily

@@ -12,6 +12,7 @@
 #include "common/random.h"
 #include "director/protocol.h"
 #include "gateway/headers.h"
+#include "gateway/proxy_internal.h"
 #include "prom/registry.h"
 #include "request/openai_request.h"
 
@@ -20,16 +21,9 @@ namespace {
 
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
-using SteadyTime = std::chrono::steady_clock::time_point;
+using proxy_detail::SteadyTime;
 
-// Named constants: GCC 12 miscompiles string literals passed straight into co_await expressions.
-constexpr std::string_view kJson = "application/json";
 constexpr std::string_view kPrometheusText = "text/plain; version=0.0.4; charset=utf-8";
-// Status logged and counted for a request whose client left before the response was complete
-// (nginx's convention; never sent).
-constexpr unsigned kClientClosed = 499;
-// A 5xx body kept to relay it in case no retry succeeds; beyond this the connection is dropped.
-constexpr std::size_t kMaxKeptErrorBodyBytes = 256 << 10;
 
 bool is_inference_path(std::string_view path) {
   return path == "/v1/completions" || path == "/v1/chat/completions" || path == "/v1/responses" ||
@@ -40,8 +34,20 @@ double milliseconds_between(SteadyTime from, SteadyTime to) {
   return std::chrono::duration<double, std::milli>(to - from).count();
 }
 
-// The errors_total reason for an error the director returned.
-std::string_view director_error_reason(const Status& status) {
+// The OpenAI model list: {"object":"list","data":[{"id","object":"model","owned_by"},...]}.
+std::string models_list_json(const std::vector<ListedModel>& models) {
+  nlohmann::json data = nlohmann::json::array();
+  for (const ListedModel& model : models) {
+    data.push_back({{"id", model.id}, {"object", "model"}, {"owned_by", model.owned_by}});
+  }
+  return nlohmann::json{{"object", "list"}, {"data", std::move(data)}}.dump();
+}
+
+}  // namespace
+
+namespace proxy_detail {
+
+std::string_view picker_error_reason(const Status& status) {
   switch (status.http_status()) {
     case 400:
       return "bad_request";
@@ -54,7 +60,6 @@ std::string_view director_error_reason(const Status& status) {
   }
 }
 
-// What the client gets for the failure of the last attempt.
 Status final_status(const ExchangeFailure& failure, int attempts) {
   const std::string& why = failure.status.message();
   switch (failure.kind) {
@@ -73,37 +78,9 @@ Status final_status(const ExchangeFailure& failure, int attempts) {
                                  attempts, attempts == 1 ? "" : "s", why));
 }
 
-// The OpenAI model list: {"object":"list","data":[{"id","object":"model","owned_by"},...]}.
-std::string models_list_json(const std::vector<ListedModel>& models) {
-  nlohmann::json data = nlohmann::json::array();
-  for (const ListedModel& model : models) {
-    data.push_back({{"id", model.id}, {"object", "model"}, {"owned_by", model.owned_by}});
-  }
-  return nlohmann::json{{"object", "list"}, {"data", std::move(data)}}.dump();
-}
+}  // namespace proxy_detail
 
-// A whole 5xx response kept from an attempt, relayed if no retry does better.
-struct KeptResponse {
-  http::ResponseHead head;
-  std::string body;
-  std::string endpoint;
-};
-
-}  // namespace
-
-struct Proxy::RequestState {
-  SteadyTime start = std::chrono::steady_clock::now();
-  std::optional<SteadyTime> deadline;  // --request-timeout, or the rule's timeouts.request
-  std::chrono::milliseconds request_timeout{0};
-  // The rule's timeouts.backendRequest, and the current attempt's deadline from it.
-  std::optional<std::chrono::milliseconds> backend_request_timeout;
-  std::optional<SteadyTime> attempt_deadline;
-  const ProxyPool* pool = nullptr;  // chosen by choose_pool
-  std::optional<SteadyTime> first_byte;
-  AccessRecord record;
-  // Lives as long as the handler, like the on_client_gone callback that uses it.
-  UpstreamCancel cancel;
-};
+using namespace proxy_detail;
 
 // Counts a request in flight for as long as its handler's frame exists (also when the frame is
 // destroyed unfinished at shutdown).
@@ -127,7 +104,8 @@ class Proxy::InFlight {
 Proxy::Proxy(std::vector<ProxyPool> pools, std::shared_ptr<const RouteTable> routes,
              std::vector<ListedModel> models, UpstreamPool& pool, EndpointHealth& health,
              GatewayMetrics& metrics, prom::Registry& registry,
-             std::shared_ptr<spdlog::logger> access_log, ProxyOptions options, std::uint64_t seed)
+             std::shared_ptr<spdlog::logger> access_log, ProxyOptions options, std::uint64_t seed,
+             extproc::ExtProcClient* epp)
     : pools_(std::move(pools)),
       routes_(std::move(routes)),
       models_(std::move(models)),
@@ -137,8 +115,9 @@ Proxy::Proxy(std::vector<ProxyPool> pools, std::shared_ptr<const RouteTable> rou
       registry_(registry),
       access_log_(std::move(access_log)),
       options_(options),
-      seed_(seed != 0 ? seed : std::random_device()()) {
-  if (pools_.empty()) throw std::invalid_argument("Proxy: no pool");
+      seed_(seed != 0 ? seed : std::random_device()()),
+      epp_(epp) {
+  if (pools_.empty() && epp_ == nullptr) throw std::invalid_argument("Proxy: no pool");
 }
 
 http::Handler Proxy::handler() {
@@ -183,20 +162,13 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
       co_await reply_error(state, writer, status, "method_not_allowed", false);
     } else if (models && !models_.empty()) {
       co_await list_models(state, writer);
+    } else if (epp_ != nullptr) {
+      co_await pick_through_epp(state, request, path, writer);
     } else {
       director::Headers headers = director_headers(request);
       if (co_await choose_pool(state, request, path, headers, writer)) {
-        director::Director& director = *state.pool->director;
-        const std::optional<std::vector<std::string>> no_subset;
-        const std::string_view body = request.body();
-        RouteFunction route = [&director, &no_subset, body, models](
-                                  const director::Headers& route_headers,
-                                  const std::vector<std::string>* allowed) {
-          if (models) return director.route_bodyless(route_headers, no_subset, allowed);
-          return director.route(
-              {.headers = route_headers, .body = body, .subset = no_subset, .allowed = allowed});
-        };
-        co_await forward(state, request, writer, std::move(headers), route);
+        co_await forward(state, request, writer, std::move(headers),
+                         embedded_route(*state.pool, request, models));
       }
     }
   } else {
@@ -208,6 +180,19 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
     co_await reply_error(state, writer, status, "not_found", false);
   }
   finish(state);
+}
+
+Proxy::RouteFunction Proxy::embedded_route(const ProxyPool& pool, const http::Request& request,
+                                           bool bodyless) {
+  director::Director& director = *pool.director;
+  const std::string_view body = request.body();
+  return [&director, body, bodyless](const director::Headers& route_headers,
+                                     const std::vector<std::string>* allowed) {
+    const std::optional<std::vector<std::string>> no_subset;
+    if (bodyless) return director.route_bodyless(route_headers, no_subset, allowed);
+    return director.route(
+        {.headers = route_headers, .body = body, .subset = no_subset, .allowed = allowed});
+  };
 }
 
 asio::awaitable<bool> Proxy::choose_pool(RequestState& state, const http::Request& request,
@@ -282,7 +267,8 @@ asio::awaitable<void> Proxy::readyz(http::ResponseWriter& writer) {
     endpoints += snapshot->endpoints.size();
     if (pool_ready > 0) ++pools_ready;
   }
-  const bool all_pools = pools_ready == pools_.size();
+  // With an external picker the gateway itself needs no endpoint metrics.
+  const bool all_pools = epp_ != nullptr || pools_ready == pools_.size();
   const bool draining = draining_.load(std::memory_order_acquire);
   const unsigned status = all_pools && !draining ? 200 : 503;
   std::string body = fmt::format(R"({{"status":"{}","endpoints_ready":{},"endpoints":{}}})",
@@ -344,7 +330,7 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
       route(headers, allowed.empty() ? nullptr : &allowed);
   if (!first_route) {
     co_await reply_error(state, writer, first_route.status(),
-                         director_error_reason(first_route.status()), true);
+                         picker_error_reason(first_route.status()), true);
     co_return;
   }
   director::RoutedRequest routed = std::move(*first_route);
@@ -433,17 +419,7 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
     if (exchange.head.status >= 500 && plan.can_retry()) {
       // Keep the error (small, usually JSON) in case no other endpoint does better.
       KeptResponse kept{.head = std::move(exchange.head), .body = {}, .endpoint = *next};
-      cancel.set_active(exchange.connection.get());
-      bool complete = false;
-      while (kept.body.size() <= kMaxKeptErrorBodyBytes) {
-        Result<std::size_t> read = co_await exchange.connection->read_body_some(
-            kept.body, budget(state, options_.idle_timeout));
-        if (!read.ok() || *read == 0) {
-          complete = read.ok();
-          break;
-        }
-      }
-      cancel.set_active(nullptr);
+      const bool complete = co_await keep_error_body(state, writer, exchange, kept.body);
       if (cancel.cancelled() || writer.client_gone()) {
         client_gone(state, &routed);
         co_return;
@@ -506,6 +482,22 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
   state.record.error = status.message();
   std::string body = status.to_openai_json();
   co_await writer.send(static_cast<unsigned>(status.http_status()), kJson, std::move(body));
+}
+
+asio::awaitable<bool> Proxy::keep_error_body(RequestState& state, http::ResponseWriter& writer,
+                                             UpstreamExchange& exchange, std::string& body) {
+  state.cancel.set_active(exchange.connection.get());
+  bool complete = false;
+  while (body.size() <= kMaxKeptErrorBodyBytes) {
+    Result<std::size_t> read =
+        co_await exchange.connection->read_body_some(body, budget(state, options_.idle_timeout));
+    if (!read.ok() || *read == 0) {
+      complete = read.ok();
+      break;
+    }
+  }
+  state.cancel.set_active(nullptr);
+  co_return complete && !state.cancel.cancelled() && !writer.client_gone();
 }
 
 asio::awaitable<void> Proxy::relay(RequestState& state, http::ResponseWriter& writer,

@@ -40,11 +40,29 @@
 // infergate_gateway_errors_total{reason} and in the director's
 // inference_objective_request_error_total.
 //
+// External Endpoint Picker (`--epp`, `epp` non-null): inference requests and GET /v1/models (when
+// no model list is configured) are picked through the EPP over ext_proc, as Envoy would
+// (proxy_epp.cc; docs/gateway.md "Picking through an external EPP"): the request's headers (the
+// client's destination keys removed, test-epp-endpoint-selection kept) and body go to the EPP;
+// its local reply (400, 429, 503, ...) goes to the client as is, its text body made OpenAI-style
+// JSON; otherwise the request, with the EPP's header mutation and body, goes to the destinations
+// it listed (primary, then the fallbacks on a retryable failure, ejected endpoints skipped while
+// others are listed; no re-route once the list is used up). The response head goes to the EPP
+// with the served endpoint (envoy.lb metadata), and the response body passes through the EPP
+// chunk by chunk, what it returns being relayed at once (SSE stays streaming). An EPP failure
+// before the response started: FailClose answers 503 (errors_total{reason="epp_failure"});
+// FailOpen picks with the embedded picker of the routed pool (the `--endpoints` / `--config`
+// pools) and forwards the original request — or, on the response path, relays the upstream's
+// response unchanged; without pools it answers 503. After bytes went out, the response is cut
+// off. Every EPP failure counts in infergate_gateway_epp_failures_total{kind,outcome}. The
+// client leaving cancels both the upstream exchange and the ext_proc stream.
+//
 // Threads: handle() runs on the thread of the worker io_context that accepted the connection (one
 // thread per io_context, gateway.h); the proxy's shared parts (directors, health, metrics) are
 // thread-safe as documented, and each worker uses its own upstream pool shard.
 // The Proxy must outlive every handler coroutine.
 
+#include <array>
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <chrono>
@@ -64,6 +82,12 @@
 namespace infergate::prom {
 class Registry;
 }
+namespace infergate::extproc {
+class ExtProcClient;
+class ExtProcExchange;
+struct ImmediateReply;
+struct ExtProcError;
+}  // namespace infergate::extproc
 
 namespace infergate::gateway {
 
@@ -92,13 +116,15 @@ struct ListedModel {
 
 class Proxy {
  public:
-  // Everything passed in must outlive the Proxy. `pools` holds at least one pool; `routes` null:
-  // everything goes to pools[0]. `access_log` null: no access log. `seed` drives the weighted
-  // choice among a rule's backends (0: from the system).
+  // Everything passed in must outlive the Proxy. `pools` holds at least one pool unless `epp` is
+  // set; `routes` null: everything goes to pools[0]. `access_log` null: no access log. `seed`
+  // drives the weighted choice among a rule's backends (0: from the system). `epp` non-null:
+  // pick through that external Endpoint Picker (see above).
   Proxy(std::vector<ProxyPool> pools, std::shared_ptr<const RouteTable> routes,
         std::vector<ListedModel> models, UpstreamPool& pool, EndpointHealth& health,
         GatewayMetrics& metrics, prom::Registry& registry,
-        std::shared_ptr<spdlog::logger> access_log, ProxyOptions options, std::uint64_t seed = 0);
+        std::shared_ptr<spdlog::logger> access_log, ProxyOptions options, std::uint64_t seed = 0,
+        extproc::ExtProcClient* epp = nullptr);
 
   // The http::Handler.
   boost::asio::awaitable<void> handle(http::Request& request, http::ResponseWriter& writer);
@@ -115,6 +141,10 @@ class Proxy {
   // Routes the request among `allowed` endpoints (null: the whole pool).
   using RouteFunction = std::function<Result<director::RoutedRequest>(
       const director::Headers&, const std::vector<std::string>* allowed)>;
+  // Routing by `pool`'s embedded director: director.route over the request's body, or
+  // route_bodyless (`bodyless`, e.g. GET /v1/models). `request` must outlive the function.
+  static RouteFunction embedded_route(const ProxyPool& pool, const http::Request& request,
+                                      bool bodyless);
 
   boost::asio::awaitable<void> forward(RequestState& state, const http::Request& request,
                                        http::ResponseWriter& writer, director::Headers headers,
@@ -122,6 +152,28 @@ class Proxy {
   boost::asio::awaitable<void> relay(RequestState& state, http::ResponseWriter& writer,
                                      director::RoutedRequest& routed, UpstreamExchange& exchange,
                                      UpstreamCancel& cancel, const UpstreamEndpoint& endpoint);
+  // --- the external-EPP path (proxy_epp.cc) ---
+  boost::asio::awaitable<void> pick_through_epp(RequestState& state, const http::Request& request,
+                                                std::string_view path,
+                                                http::ResponseWriter& writer);
+  // Relays the upstream's response from `served` through the EPP: `upstream` null relays
+  // `kept_body` (a 5xx kept from an attempt) instead of reading the exchange's connection, which
+  // goes back to the pool when its body was read to the end.
+  boost::asio::awaitable<void> relay_through_epp(RequestState& state, http::ResponseWriter& writer,
+                                                 extproc::ExtProcExchange& exchange,
+                                                 const http::ResponseHead& head,
+                                                 const std::string& served,
+                                                 UpstreamExchange* upstream, std::string kept_body);
+  boost::asio::awaitable<void> send_immediate(RequestState& state, http::ResponseWriter& writer,
+                                              const extproc::ImmediateReply& reply);
+  // Counts and logs an EPP failure with what the gateway did about it (fail_open, fail_close,
+  // truncated).
+  void count_epp_failure(const extproc::ExtProcError& error, std::string_view outcome);
+  // Reads a 5xx response's body whole to keep it: false when it could not be read to its end
+  // (too large, broken) or the client left.
+  boost::asio::awaitable<bool> keep_error_body(RequestState& state, http::ResponseWriter& writer,
+                                               UpstreamExchange& exchange, std::string& body);
+
   boost::asio::awaitable<void> reply_error(RequestState& state, http::ResponseWriter& writer,
                                            const Status& status, std::string_view reason,
                                            bool counted_by_director);
@@ -154,7 +206,9 @@ class Proxy {
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
   const std::uint64_t seed_;
-  std::atomic<std::uint64_t> route_draws_{0};  // weighted backend choices made
+  std::atomic<std::uint64_t> route_draws_{0};              // weighted backend choices made
+  extproc::ExtProcClient* const epp_;                      // null: the embedded picker only
+  std::array<std::atomic<bool>, 8> epp_failure_logged_{};  // by ExtProcErrorKind
 };
 
 }  // namespace infergate::gateway

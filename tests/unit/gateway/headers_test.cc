@@ -44,6 +44,48 @@ TEST(DirectorHeaders, PseudoHeadersFirstThenLowerCasedFieldsWithoutReservedOnes)
   EXPECT_EQ(director_headers(request), expected);
 }
 
+TEST(EppRequestHeaders, LikeEnvoyWithTheTestSelectionHeaderKept) {
+  const http::Request request = request_with({
+      {"Host", "gateway.example:8080"},
+      {"X-Gateway-Destination-Endpoint", "10.0.0.66:8000"},  // a client trying to steer
+      {"X-Gateway-Destination-Endpoint-Subset", "10.0.0.66:8000"},
+      {"Test-Epp-Endpoint-Selection", "10.0.0.7"},  // the external EPP honours it
+      {"X-Request-Id", "abc"},
+  });
+  const director::Headers expected = {
+      {":method", "POST"},
+      {":path", "/v1/chat/completions?trace=1"},
+      {":authority", "gateway.example:8080"},
+      {":scheme", "http"},
+      {"host", "gateway.example:8080"},
+      {"test-epp-endpoint-selection", "10.0.0.7"},
+      {"x-request-id", "abc"},
+  };
+  EXPECT_EQ(epp_request_headers(request), expected);
+}
+
+TEST(MutatedHeaders, ForwardsEndToEndFieldsOnly) {
+  const director::Headers mutated = {
+      {":method", "POST"},
+      {":path", "/v1/completions"},
+      {"host", "gateway.example"},
+      {"connection", "keep-alive, x-hop"},
+      {"x-hop", "1"},
+      {"content-length", "99"},
+      {"expect", "100-continue"},
+      {"x-gateway-destination-endpoint", "10.0.0.7:8000"},
+      {"x-gateway-inference-objective", "batch"},
+      {"test-epp-endpoint-selection", "10.0.0.7"},
+      {"content-type", "application/json"},
+      {"x-request-id", "abc"},
+  };
+  http::Request upstream(bhttp::verb::post, "/v1/completions", 11);
+  copy_mutated_headers(mutated, upstream);
+  EXPECT_EQ(names(upstream), (std::vector<std::string>{"content-type", "x-request-id"}));
+  EXPECT_EQ(without_pseudo_headers({{":status", "200"}, {"content-type", "text/plain"}}),
+            (http::Headers{{"content-type", "text/plain"}}));
+}
+
 TEST(DirectorHeaders, SetReplacesAndEmptyRemoves) {
   director::Headers headers = {{"a", "1"}, {"b", "2"}, {"a", "3"}};
   set_director_header(headers, "a", "9");
