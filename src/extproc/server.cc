@@ -166,14 +166,18 @@ class NativeProcessCall final : public h2::Call {
   }
 
   void on_message(std::string_view bytes) override {
-    if (!request_.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    // One message per worker thread, reused by every stream on it: once warm, its sub-messages
+    // and strings stay allocated and parsing into it allocates little. (The processor may move
+    // strings out; it keeps no reference to the message.)
+    thread_local pb::ProcessingRequest request;
+    if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       service_.metrics_.protocol_error("unparsable_message");
       processor_.on_stream_end();
       responder_.finish(h2::GrpcCode::kInternal, "cannot parse the ProcessingRequest message");
       return;
     }
     answers_.clear();
-    const StreamAction action = processor_.on_message(request_, answers_);
+    const StreamAction action = processor_.on_message(request, answers_);
     for (const pb::ProcessingResponse& answer : answers_) responder_.send(answer);
     switch (action) {
       case StreamAction::kContinue:
@@ -208,7 +212,6 @@ class NativeProcessCall final : public h2::Call {
   ExtProcService& service_;
   h2::CallResponder& responder_;
   StreamProcessor processor_;
-  pb::ProcessingRequest request_;                // reused across messages
   std::vector<pb::ProcessingResponse> answers_;  // scratch for on_message
 };
 

@@ -340,6 +340,10 @@ void PrefixIndex::add(ServerId server_id, std::span<const BlockHash> hashes) {
       std::unique_lock lock(shard.mu);
       Slot* slot = shard.find(hash, mixed);
       if (slot != nullptr) node = find_node(slot->payload, server_id);
+      if (node == kNil && server.size >= server.capacity &&
+          evict_lru_nested(server_id, server, shard)) {
+        slot = shard.find(hash, mixed);  // an eviction in this shard may have moved slots
+      }
       if (node == kNil && server.size < server.capacity) {
         node = server.allocate(hash);
         inserted = true;
@@ -351,8 +355,8 @@ void PrefixIndex::add(ServerId server_id, std::span<const BlockHash> hashes) {
       }
     }
     if (node == kNil) {
-      // Full: make room first. The victim may live in this very shard, so the shard lock is
-      // dropped meanwhile; no other writer can add this server to `hash` (we hold its mutex).
+      // Full, and the victim's shard was busy: make room first with this shard's lock dropped;
+      // no other writer can add this server to `hash` meanwhile (we hold its mutex).
       evict_lru(server_id, server);
       std::unique_lock lock(shard.mu);
       node = server.allocate(hash);
@@ -383,6 +387,22 @@ void PrefixIndex::evict_lru(ServerId server_id, Server& server) {
   std::unique_lock lock(shard.mu);
   Slot* slot = shard.find(hash, mixed);
   if (shard.remove_pair(*slot, server_id)) shard.erase(slot);
+}
+
+bool PrefixIndex::evict_lru_nested(ServerId server_id, Server& server, Shard& held) {
+  const std::uint32_t victim = server.tail;
+  const BlockHash hash = server.nodes[victim].hash;
+  const std::uint64_t mixed = mix(hash);
+  Shard& shard = shards_[mixed & shard_mask_];
+  // Never blocks while holding `held`, so two shard locks at once cannot deadlock.
+  if (&shard != &held && !shard.mu.try_lock()) return false;
+  server.unlink(victim);
+  server.release(victim);
+  --server.size;
+  Slot* slot = shard.find(hash, mixed);
+  if (shard.remove_pair(*slot, server_id)) shard.erase(slot);
+  if (&shard != &held) shard.mu.unlock();
+  return true;
 }
 
 void PrefixIndex::clear_server(ServerId server_id, Server& server) {

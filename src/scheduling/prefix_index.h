@@ -15,7 +15,8 @@
 // - `add`, `remove_server`, `set_capacity` are writers, expected off the request path (the
 //   director's pre-request hook runs them asynchronously). Writers for the same server serialise
 //   on that server's mutex; writers for different servers run in parallel except on shared shards.
-// Lock order: server mutex, then at most one shard lock at a time.
+// Lock order: server mutex, then one shard lock; a second shard lock is only ever try_lock'ed
+// (add's eviction of a victim in another shard), so it never waits while holding the first.
 //
 // Memory: (hash, server) entries live in two places — a 16-byte LRU node in the server's slab
 // (hash + 32-bit prev/next), and an 8-byte-payload slot in the hash's shard table (open addressing,
@@ -135,6 +136,9 @@ class PrefixIndex {
   Server& server_or_create(ServerId server);
   // Evicts the server's least recently used hash. Requires the server's mutex.
   void evict_lru(ServerId server_id, Server& server);
+  // The same while `held` is locked by the caller: evicts when the victim lives in `held` or its
+  // own shard's lock is free right now (try_lock); false (nothing done) otherwise.
+  bool evict_lru_nested(ServerId server_id, Server& server, Shard& held);
   void clear_server(ServerId server_id, Server& server);
 
   std::size_t default_capacity_;
