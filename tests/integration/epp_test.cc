@@ -31,11 +31,15 @@
 #include "extproc/tls.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "http/client.h"
+#include "integration/support.h"
 #include "request/tokenizer.h"
 #include "sim/server.h"
 
 namespace infergate {
 namespace {
+
+using test_support::eventually;
+using test_support::TempFile;
 
 namespace pb = ::envoy::service::ext_proc::v3;
 namespace core = ::envoy::config::core::v3;
@@ -45,33 +49,6 @@ using BodyMode = ::envoy::extensions::filters::http::ext_proc::v3::ProcessingMod
 constexpr std::string_view kTargetModel = "meta-llama/Llama-3.1-8B-Instruct";
 constexpr std::string_view kClientModel = "food-review";
 constexpr auto kTimeout = std::chrono::seconds(20);
-
-// A file under the test temp directory, removed with the object.
-class TempFile {
- public:
-  TempFile(std::string_view name, std::string_view contents) {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            fmt::format("infergate-epp-test-{}-{}-{}", getpid(), counter++, name);
-    std::ofstream(path_, std::ios::binary) << contents;
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
-
-// Polls `condition` every millisecond for at most 10 seconds.
-template <typename Condition>
-bool wait_for(Condition condition) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return condition();
-}
 
 void add_header(core::HeaderMap* map, const std::string& key, const std::string& value) {
   auto* header = map->add_headers();
@@ -283,24 +260,8 @@ class EppTest : public ::testing::TestWithParam<extproc::GrpcTransport> {
       sims_.back()->start();
     }
     sim_thread_ = std::thread([this] { sim_io_.run(); });
-    resources_ = std::make_unique<TempFile>("resources.yaml", R"(
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: sims, namespace: default}
-spec:
-  selector: {matchLabels: {app: sim}}
-  targetPorts: [{number: 8000}]
-  endpointPickerRef: {name: epp, port: {number: 9002}}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModelRewrite
-metadata: {name: food-review, namespace: default}
-spec:
-  poolRef: {name: sims}
-  rules:
-  - matches: [{model: {type: Exact, value: food-review}}]
-    targets: [{modelRewrite: meta-llama/Llama-3.1-8B-Instruct, weight: 100}]
----
+    resources_ = std::make_unique<TempFile>("resources.yaml",
+                                            std::string(test_support::kSimPoolResources) + R"(---
 apiVersion: inference.networking.x-k8s.io/v1alpha2
 kind: InferenceObjective
 metadata: {name: interactive, namespace: default}
@@ -465,7 +426,7 @@ TEST_P(EppTest, RoutesStreamsRewritesAndRestoresTheModelName) {
 TEST_P(EppTest, PicksFollowLoadOnceItsMetricsArrive) {
   start_epp(default_options());
   datastore::Datastore& store = runner_->datastore();
-  ASSERT_TRUE(wait_for([&] {
+  ASSERT_TRUE(eventually([&] {
     for (const auto& endpoint : store.snapshot()->endpoints) {
       if (!endpoint.state->metrics()) return false;
     }
@@ -492,7 +453,7 @@ TEST_P(EppTest, PicksFollowLoadOnceItsMetricsArrive) {
   client_io_.run();
   const std::string busy_name = store.snapshot()->endpoints.front().info->name;
   ASSERT_EQ(busy_name, "sims-0-rank-0");
-  ASSERT_TRUE(wait_for([&] {
+  ASSERT_TRUE(eventually([&] {
     auto metrics = store.snapshot()->find(busy_name)->state->metrics();
     return metrics && metrics->waiting_requests >= 4;
   })) << "sim 0's queue shows in the EPP's scraped metrics";
@@ -538,7 +499,7 @@ TEST_P(EppTest, PicksFollowSharedPromptPrefixes) {
   EXPECT_NE(metrics->body.find("inference_extension_scheduler_e2e_duration_seconds_bucket"),
             std::string::npos);
   EXPECT_EQ(runner_->extproc_stats().protocol_errors.load(), 0u);
-  EXPECT_TRUE(wait_for([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
+  EXPECT_TRUE(eventually([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
 }
 
 TEST_P(EppTest, HealthIsServingForEveryNameOnBothPorts) {
@@ -641,7 +602,7 @@ TEST_P(EppTest, ProtocolViolationEndsTheStreamWithInvalidArgument) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_FALSE(status.error_message().empty());
   EXPECT_TRUE(envoy.close().ok()) << "an idle stream closed by the client ends OK";
-  EXPECT_TRUE(wait_for([&] { return runner_->extproc_stats().protocol_errors.load() == 1; }));
+  EXPECT_TRUE(eventually([&] { return runner_->extproc_stats().protocol_errors.load() == 1; }));
 }
 
 TEST_P(EppTest, CancelledStreamReleasesItsEndpoint) {
@@ -667,9 +628,9 @@ TEST_P(EppTest, CancelledStreamReleasesItsEndpoint) {
   EXPECT_EQ(stream->Finish().error_code(), grpc::StatusCode::CANCELLED);
 
   EXPECT_TRUE(envoy.close().ok());
-  EXPECT_TRUE(wait_for([&] { return chosen->state->inflight_requests.load() == 0; }))
+  EXPECT_TRUE(eventually([&] { return chosen->state->inflight_requests.load() == 0; }))
       << "closing the stream before the response releases the in-flight accounting";
-  EXPECT_TRUE(wait_for([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
+  EXPECT_TRUE(eventually([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
 }
 
 TEST_P(EppTest, ConcurrentStreamsAreAnsweredIndependently) {
@@ -705,7 +666,7 @@ TEST_P(EppTest, ConcurrentStreamsAreAnsweredIndependently) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(completed.load(), kThreads * kStreamsPerThread);
-  EXPECT_TRUE(wait_for([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
+  EXPECT_TRUE(eventually([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
   for (const auto& endpoint : runner_->datastore().snapshot()->endpoints) {
     EXPECT_EQ(endpoint.state->inflight_requests.load(), 0) << endpoint.info->name;
   }

@@ -33,11 +33,15 @@
 #include "extproc/server.h"
 #include "extproc/tls.h"
 #include "http/client.h"
+#include "integration/support.h"
 #include "prom/registry.h"
 #include "sim/server.h"
 
 namespace infergate {
 namespace {
+
+using test_support::eventually;
+using test_support::TempFile;
 
 namespace asio = boost::asio;
 using extproc::BodyPiece;
@@ -56,16 +60,6 @@ const std::string kLoopback = "127.0.0.1";
 const director::Headers kSseHead = {{":status", "200"}, {"content-type", "text/event-stream"}};
 const director::Headers kJsonHead = {{":status", "200"}, {"content-type", "application/json"}};
 const director::Headers kEmptyHead = {{":status", "200"}, {"content-length", "0"}};
-
-template <typename Condition>
-bool wait_for(Condition condition) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return condition();
-}
 
 std::string replace_all(std::string text, std::string_view from, std::string_view to) {
   for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
@@ -155,21 +149,6 @@ asio::awaitable<extproc::ExtProcResult<std::string>> relay_body(ExtProcExchange&
   co_return relayed;
 }
 
-class TempFile {
- public:
-  TempFile(std::string_view name, std::string_view contents) {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            fmt::format("infergate-extproc-client-test-{}-{}-{}", getpid(), counter++, name);
-    std::ofstream(path_, std::ios::binary) << contents;
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
-
 class ExtProcClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -183,29 +162,12 @@ class ExtProcClientTest : public ::testing::Test {
     }
     sim_thread_ = std::thread([this] { sim_io_.run(); });
     for (int i = 0; i < 2; ++i) client_threads_.emplace_back([this] { client_io_.run(); });
-    resources_ = std::make_unique<TempFile>("resources.yaml", R"(
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: sims, namespace: default}
-spec:
-  selector: {matchLabels: {app: sim}}
-  targetPorts: [{number: 8000}]
-  endpointPickerRef: {name: epp, port: {number: 9002}}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModelRewrite
-metadata: {name: food-review, namespace: default}
-spec:
-  poolRef: {name: sims}
-  rules:
-  - matches: [{model: {type: Exact, value: food-review}}]
-    targets: [{modelRewrite: meta-llama/Llama-3.1-8B-Instruct, weight: 100}]
-)");
+    resources_ = std::make_unique<TempFile>("resources.yaml", test_support::kSimPoolResources);
   }
 
   void TearDown() override {
     // Streams end in the background after their exchange is gone; they update the registry.
-    EXPECT_TRUE(wait_for([&] {
+    EXPECT_TRUE(eventually([&] {
       const std::string text = registry_.expose();
       return text.find("infergate_extproc_client_active_streams") == std::string::npos ||
              text.find("infergate_extproc_client_active_streams 0.0") != std::string::npos;
@@ -386,7 +348,7 @@ TEST_F(ExtProcClientTest, StreamedChatIsRoutedRewrittenAndRestored) {
             std::string::npos);
   EXPECT_EQ(outcome.relayed, restored(outcome.upstream_body));
   EXPECT_NE(outcome.relayed.find("data: [DONE]"), std::string::npos);
-  EXPECT_TRUE(wait_for([&] { return all_released(); }));
+  EXPECT_TRUE(eventually([&] { return all_released(); }));
 }
 
 TEST_F(ExtProcClientTest, JsonResponseIsRestoredWhenSplitAnywhere) {
@@ -402,7 +364,7 @@ TEST_F(ExtProcClientTest, JsonResponseIsRestoredWhenSplitAnywhere) {
     EXPECT_EQ(outcome.relayed, restored(outcome.upstream_body)) << "cut every " << cut;
     EXPECT_NE(outcome.relayed.find("\"usage\""), std::string::npos);
   }
-  EXPECT_TRUE(wait_for([&] { return all_released(); }));
+  EXPECT_TRUE(eventually([&] { return all_released(); }));
 }
 
 TEST_F(ExtProcClientTest, SseChunksComeBackBeforeTheResponseEnds) {
@@ -439,7 +401,7 @@ TEST_F(ExtProcClientTest, SseChunksComeBackBeforeTheResponseEnds) {
   };
   EXPECT_EQ(run(flow()), restored(first_event) + "|data: [DONE]\n\n");
   EXPECT_TRUE(exchange->done());
-  EXPECT_TRUE(wait_for([&] { return all_released(); }));
+  EXPECT_TRUE(eventually([&] { return all_released(); }));
 }
 
 TEST_F(ExtProcClientTest, BodylessRequestGetsADestination) {
@@ -466,7 +428,7 @@ TEST_F(ExtProcClientTest, BodylessRequestGetsADestination) {
   };
   EXPECT_EQ(run(flow()), "ok");
   EXPECT_TRUE(exchange->done());
-  EXPECT_TRUE(wait_for([&] { return all_released(); }));
+  EXPECT_TRUE(eventually([&] { return all_released(); }));
 }
 
 TEST_F(ExtProcClientTest, LocalRepliesPassThrough) {
@@ -499,7 +461,7 @@ TEST_F(ExtProcClientTest, LocalRepliesPassThrough) {
   EXPECT_NE(registry_.expose().find(
                 "infergate_extproc_client_immediate_responses_total{code=\"413\"} 1.0"),
             std::string::npos);
-  EXPECT_TRUE(wait_for([&] { return all_released(); }));
+  EXPECT_TRUE(eventually([&] { return all_released(); }));
 }
 
 TEST_F(ExtProcClientTest, EppDownIsUnavailableAndMapsToTheFailureMode) {
@@ -780,9 +742,9 @@ TEST_F(ExtProcClientTest, CancelMidStreamReleasesTheEndpoint) {
       EXPECT_EQ(piece->error().kind, ExtProcErrorKind::kCancelled);
       EXPECT_FALSE(exchange->send_response_body("more", true).ok());
     }
-    EXPECT_TRUE(wait_for([&] { return inflight(chosen) == 0; }))
+    EXPECT_TRUE(eventually([&] { return inflight(chosen) == 0; }))
         << "the EPP releases its in-flight accounting when the stream is cancelled";
-    EXPECT_TRUE(wait_for([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
+    EXPECT_TRUE(eventually([&] { return runner_->extproc_stats().active_streams.load() == 0; }));
   }
 }
 
@@ -823,9 +785,9 @@ TEST_F(ExtProcClientTest, ManyConcurrentExchanges) {
     ASSERT_EQ(result.wait_for(kTimeout), std::future_status::ready);
     EXPECT_EQ(result.get(), "ok");
   }
-  EXPECT_TRUE(wait_for([&] { return all_released(); }));
+  EXPECT_TRUE(eventually([&] { return all_released(); }));
   // gRPC ends each stream (OnDone) after the exchange has its result: wait for the last ones.
-  EXPECT_TRUE(wait_for([&] {
+  EXPECT_TRUE(eventually([&] {
     return registry_.expose().find("infergate_extproc_client_active_streams 0.0") !=
            std::string::npos;
   }));

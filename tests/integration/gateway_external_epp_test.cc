@@ -29,10 +29,15 @@
 #include "gateway/gateway.h"
 #include "http/client.h"
 #include "http/sse.h"
+#include "integration/support.h"
 #include "sim/server.h"
 
 namespace infergate {
 namespace {
+
+using test_support::eventually;
+using test_support::LineSink;
+using test_support::TempFile;
 
 namespace asio = boost::asio;
 using boost::beast::http::verb;
@@ -44,26 +49,6 @@ constexpr std::string_view kClientModel = "food-review";
 constexpr milliseconds kTimeout{10000};
 constexpr std::string_view kSelectionHeader = "test-epp-endpoint-selection";
 constexpr std::string_view kServedTestHeader = "x-conformance-test-served-endpoint";
-
-// The EPP's resources: the pool and a rewrite of the client's model name to the served one.
-constexpr std::string_view kResources = R"(
-apiVersion: inference.networking.k8s.io/v1
-kind: InferencePool
-metadata: {name: sims, namespace: default}
-spec:
-  selector: {matchLabels: {app: sim}}
-  targetPorts: [{number: 8000}]
-  endpointPickerRef: {name: epp, port: {number: 9002}}
----
-apiVersion: inference.networking.x-k8s.io/v1alpha2
-kind: InferenceModelRewrite
-metadata: {name: food-review, namespace: default}
-spec:
-  poolRef: {name: sims}
-  rules:
-  - matches: [{model: {type: Exact, value: food-review}}]
-    targets: [{modelRewrite: meta-llama/Llama-3.1-8B-Instruct, weight: 100}]
-)";
 
 // Two endpoints per decision (primary, fallback), taken in turn.
 constexpr std::string_view kTwoInTurnConfig = R"(
@@ -93,49 +78,6 @@ schedulingProfiles:
   - pluginRef: header-based-testing-filter
   - pluginRef: max-score-picker
 )";
-
-// Collects the access log's lines.
-class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
- public:
-  std::vector<std::string> lines() {
-    std::lock_guard lock(mutex_);
-    return lines_;
-  }
-
- protected:
-  void sink_it_(const spdlog::details::log_msg& message) override {
-    lines_.emplace_back(message.payload.data(), message.payload.size());
-  }
-  void flush_() override {}
-
- private:
-  std::vector<std::string> lines_;
-};
-
-template <typename Condition>
-bool eventually(Condition condition, milliseconds limit = milliseconds(10000)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return condition();
-}
-
-class TempFile {
- public:
-  TempFile(std::string_view name, std::string_view contents) {
-    static int counter = 0;
-    path_ = std::filesystem::temp_directory_path() /
-            fmt::format("infergate-external-epp-test-{}-{}-{}", getpid(), counter++, name);
-    std::ofstream(path_, std::ios::binary) << contents;
-  }
-  ~TempFile() { std::filesystem::remove(path_); }
-  std::string path() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 std::string completion_body(std::string_view model, int max_tokens) {
   return json{{"model", model},
@@ -181,7 +123,7 @@ class ExternalEppGatewayTest : public ::testing::Test {
       sims_.back()->start();
     }
     sim_thread_ = std::thread([this] { sim_io_.run(); });
-    resources_ = std::make_unique<TempFile>("resources.yaml", kResources);
+    resources_ = std::make_unique<TempFile>("resources.yaml", test_support::kSimPoolResources);
     dead_endpoint_ = fmt::format("127.0.0.1:{}", closed_port());
   }
 

@@ -20,10 +20,13 @@
 #include "gateway/config_file.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
+#include "integration/support.h"
 #include "sim/server.h"
 
 namespace infergate {
 namespace {
+
+using test_support::eventually;
 
 namespace asio = boost::asio;
 using boost::beast::http::verb;
@@ -31,16 +34,6 @@ using nlohmann::json;
 using std::chrono::milliseconds;
 
 constexpr milliseconds kTimeout{10000};
-
-template <typename Condition>
-bool eventually(Condition condition, milliseconds limit = milliseconds(5000)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return condition();
-}
 
 // Pools and the sims serving them (sim index → pool).
 const std::vector<std::string> kSimPools = {"llama", "llama", "llama-canary", "qwen", "chat"};

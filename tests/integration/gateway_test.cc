@@ -25,11 +25,15 @@
 #include "datastore/model_policies.h"
 #include "http/client.h"
 #include "http/sse.h"
+#include "integration/support.h"
 #include "request/tokenizer.h"
 #include "sim/server.h"
 
 namespace infergate {
 namespace {
+
+using test_support::eventually;
+using test_support::LineSink;
 
 namespace asio = boost::asio;
 using boost::beast::http::verb;
@@ -39,35 +43,6 @@ using std::chrono::seconds;
 
 constexpr std::string_view kModel = "meta-llama/Llama-3.1-8B-Instruct";
 constexpr milliseconds kTimeout{10000};
-
-// Collects the access log's lines.
-class LineSink final : public spdlog::sinks::base_sink<std::mutex> {
- public:
-  std::vector<std::string> lines() {
-    std::lock_guard lock(mutex_);
-    return lines_;
-  }
-
- protected:
-  void sink_it_(const spdlog::details::log_msg& message) override {
-    lines_.emplace_back(message.payload.data(), message.payload.size());
-  }
-  void flush_() override {}
-
- private:
-  std::vector<std::string> lines_;
-};
-
-// Polls `condition` every millisecond for at most `limit`.
-template <typename Condition>
-bool eventually(Condition condition, milliseconds limit = milliseconds(5000)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(milliseconds(1));
-  }
-  return condition();
-}
 
 // Runs `body` (a coroutine taking the executor) on a fresh io_context until it finishes.
 template <typename Body>
