@@ -17,6 +17,7 @@ struct EppFlags {
   extproc::EppOptions options;
   std::string refresh_metrics_interval = "50ms";
   std::string metrics_staleness_threshold = "2s";
+  std::string grpc_transport = "native";
 };
 
 std::string default_pool_namespace() {
@@ -41,6 +42,8 @@ int run_epp(EppFlags& flags) {
     return 2;
   }
   options.refresh_metrics_interval = *refresh;
+  options.grpc_transport = flags.grpc_transport == "callback" ? extproc::GrpcTransport::kCallback
+                                                              : extproc::GrpcTransport::kNative;
   options.metrics_staleness_threshold = *staleness;
 
   boost::asio::io_context signal_io(1);
@@ -128,16 +131,12 @@ Runner add_epp_command(CLI::App& app) {
                   "InferenceModelRewrites (and legacy InferenceModels); endpoints from "
                   "--endpoints or the pool's infergate.io/endpoints annotation")
       ->capture_default_str();
-  epp->add_option("--grpc-transport", options.grpc_transport,
-                  "How the gRPC ports are served: native (infergate's HTTP/2 on nghttp2, one "
-                  "thread per --grpc-workers) or callback (gRPC C++'s callback API); same wire "
-                  "protocol")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, extproc::GrpcTransport>{
-              {"native", extproc::GrpcTransport::kNative},
-              {"callback", extproc::GrpcTransport::kCallback}},
-          CLI::ignore_case))
-      ->default_str("native");
+  epp->add_option("--grpc-transport", flags->grpc_transport,
+                  "How the gRPC ports are served: native (infergate's HTTP/2 on nghttp2, "
+                  "--grpc-workers threads) or callback (gRPC C++'s callback API); same wire "
+                  "protocol (docs/epp.md)")
+      ->check(CLI::IsMember({"native", "callback"}))
+      ->capture_default_str();
   epp->add_option("--grpc-workers", options.grpc_workers,
                   "Threads serving ext_proc streams with --grpc-transport native (0: one per core)")
       ->capture_default_str();
