@@ -571,7 +571,11 @@ asio::awaitable<void> Proxy::relay(RequestState& state, http::ResponseWriter& wr
         co_return;
       }
     } else {
-      whole.append(out);
+      if (whole.empty()) {
+        whole.swap(out);  // usually the whole body: no copy
+      } else {
+        whole.append(out);
+      }
     }
     if (end_of_stream) break;
   }

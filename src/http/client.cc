@@ -2,14 +2,18 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -17,6 +21,8 @@
 #include <optional>
 #include <utility>
 #include <vector>
+
+#include "http/wire.h"
 
 namespace infergate::http {
 
@@ -28,6 +34,10 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 namespace {
 
 constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+// Room for reading a response: Beast reads as much as the buffer has free (at least 512 bytes),
+// so a head and a small body usually arrive in one read.
+constexpr std::size_t kReadBufferBytes = 16 << 10;
+constexpr std::size_t kMaxReadBytes = 64 << 10;  // one read's limit, as Beast's
 
 // When a step must finish, and the budget to name in a timeout message.
 struct Deadline {
@@ -38,6 +48,12 @@ struct Deadline {
     return {std::chrono::steady_clock::now() + timeout, timeout};
   }
 };
+
+// Whether the request must go through Beast's serializer: a chunked body is encoded by it, and
+// TRACE is rejected by its framing rules.
+bool needs_beast_serializer(const Request& request) {
+  return request.chunked() || request.method() == bhttp::verb::trace;
+}
 
 bool is_http_error(const error_code& ec) {
   return ec.category() == bhttp::make_error_code(bhttp::error::end_of_stream).category();
@@ -65,12 +81,25 @@ Status exchange_error(std::string_view action, std::string_view peer, const erro
 }  // namespace
 
 struct ClientConnection::Impl {
-  explicit Impl(asio::any_io_executor executor) : stream(std::move(executor)) {}
+  // A passed deadline closes the socket, failing the operation in progress.
+  explicit Impl(asio::any_io_executor executor)
+      : socket(executor), deadline(executor, [this] { close_socket_only(); }) {
+    buffer.reserve(kReadBufferBytes);
+  }
 
   std::string peer() const { return fmt::format("{}:{}", host, port); }
 
-  beast::tcp_stream stream;
+  // The error an operation ended with: a timeout when the deadline closed the socket.
+  error_code finished(error_code ec) {
+    if (ec && deadline.expired()) ec = beast::error::timeout;
+    deadline.clear();
+    return ec;
+  }
+
+  tcp::socket socket;
+  wire::Deadline deadline;
   beast::flat_buffer buffer;
+  std::string head_buffer;  // the request head being sent, reused
   std::optional<bhttp::response_parser<bhttp::string_body>> parser;
   std::uint64_t body_limit = kDefaultBodyLimitBytes;
   std::string host;
@@ -84,9 +113,10 @@ struct ClientConnection::Impl {
   }
 
   void close_socket_only() {
+    deadline.cancel();
     error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream.socket().close(ignored);
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.close(ignored);
   }
 
   // After an operation failed, or before a new connect: nothing is in progress.
@@ -100,54 +130,122 @@ struct ClientConnection::Impl {
   // keep reporting the end of the body.
   void finish_response() {
     awaiting_response = false;
-    if (!parser->get().keep_alive() || parser->need_eof()) {
+    deadline.cancel();            // an idle connection leaves no timer behind
+    if (!parser->keep_alive()) {  // Connection: close, or a body that ends with the connection
       close_socket();
     }
   }
 
-  asio::awaitable<Status> send(Request request, Deadline deadline) {
-    if (!stream.socket().is_open()) {
+  // The request's head with Host (when absent) and Content-Length (unless the method needs none
+  // for an empty body) set as Beast's prepare_payload would, written into `head_buffer`.
+  void write_head(const Request& request) {
+    wire::HeadWriter head(head_buffer);
+    head << request.method_string() << ' ' << request.target() << ' ';
+    head.version(request.version()) << "\r\n";
+    bool has_host = false;
+    for (const auto& field : request) {
+      const bhttp::field name = field.name();
+      if (name == bhttp::field::content_length) continue;
+      if (name == bhttp::field::host) has_host = true;
+      head.field(field.name_string(), field.value());
+    }
+    if (!has_host) {
+      head << "Host: ";
+      if (host.find(':') != std::string::npos) {
+        head << '[' << host << ']';
+      } else {
+        head << host;
+      }
+      head << ':';
+      head.decimal(port) << "\r\n";
+    }
+    const std::size_t body_size = request.body().size();
+    const bhttp::verb method = request.method();
+    if (body_size > 0 || method == bhttp::verb::post || method == bhttp::verb::put ||
+        method == bhttp::verb::options) {
+      head << "Content-Length: ";
+      head.decimal(body_size) << "\r\n";
+    }
+    head << "\r\n";
+    head.finish();
+  }
+
+  asio::awaitable<Status> send(const Request& request, Deadline timeout) {
+    if (!socket.is_open()) {
       co_return Status(500, fmt::format("send request to {}: not connected", peer()));
     }
     if (awaiting_response) {
       co_return Status(
           500, fmt::format("send request to {}: the previous response was not read", peer()));
     }
-    if (request.find(bhttp::field::host) == request.end()) {
-      const bool ipv6_literal = host.find(':') != std::string::npos;
-      request.set(bhttp::field::host, ipv6_literal ? fmt::format("[{}]:{}", host, port) : peer());
-    }
-    if (!request.chunked()) {
-      request.prepare_payload();
-    }
     head_request = request.method() == bhttp::verb::head;
-    stream.expires_at(deadline.at);
-    auto [ec, bytes] = co_await bhttp::async_write(stream, request, kAsTuple);
+    deadline.expires_at(timeout.at);
+    error_code ec;
+    if (needs_beast_serializer(request)) {
+      Request copy = request;
+      if (copy.find(bhttp::field::host) == copy.end()) {
+        const bool ipv6_literal = host.find(':') != std::string::npos;
+        copy.set(bhttp::field::host, ipv6_literal ? fmt::format("[{}]:{}", host, port) : peer());
+      }
+      if (!copy.chunked()) {
+        copy.prepare_payload();
+      }
+      auto [write_ec, bytes] = co_await bhttp::async_write(socket, copy, kAsTuple);
+      ec = write_ec;
+    } else {
+      write_head(request);
+      const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_buffer),
+                                                      asio::buffer(request.body())};
+      auto [write_ec, bytes] = co_await asio::async_write(socket, buffers, kAsTuple);
+      ec = write_ec;
+    }
+    ec = finished(ec);
     if (ec) {
       close();
-      co_return exchange_error("send request to", peer(), ec, deadline);
+      co_return exchange_error("send request to", peer(), ec, timeout);
     }
     awaiting_response = true;
     parser.reset();
     co_return Status::ok();
   }
 
-  asio::awaitable<Result<ResponseHead>> read_head(Deadline deadline) {
+  asio::awaitable<Result<ResponseHead>> read_head(Deadline timeout) {
     if (!awaiting_response || (parser && parser->is_header_done())) {
       co_return Status(
           500, fmt::format("read response from {}: no request awaiting its response", peer()));
     }
-    stream.expires_at(deadline.at);
+    deadline.expires_at(timeout.at);
     while (true) {
       parser.emplace();
       parser->body_limit(body_limit);
       if (head_request) {
         parser->skip(true);
       }
-      auto [ec, bytes] = co_await bhttp::async_read_header(stream, buffer, *parser, kAsTuple);
+      // Beast's read rules (an end of stream before any byte, a partial head at EOF), read
+      // straight from the socket rather than through Beast's composed operation.
+      error_code ec;
+      while (!wire::parse_buffered(
+                 *parser, buffer, [](const auto& p) { return p.is_header_done(); }, ec) &&
+             !ec) {
+        auto [read_ec, bytes] = co_await socket.async_read_some(
+            buffer.prepare(beast::read_size(buffer, kMaxReadBytes)), kAsTuple);
+        if (read_ec == asio::error::eof) {
+          if (parser->got_some()) {
+            parser->put_eof(ec);  // a partial head
+          } else {
+            ec = bhttp::error::end_of_stream;
+          }
+          break;
+        }
+        if (read_ec) {
+          ec = finished(read_ec);
+          break;
+        }
+        buffer.commit(bytes);
+      }
       if (ec) {
         close();
-        co_return exchange_error("read response from", peer(), ec, deadline);
+        co_return exchange_error("read response from", peer(), ec, timeout);
       }
       const unsigned status = parser->get().result_int();
       if (status < 100 || status >= 200 || status == 101) {
@@ -155,10 +253,13 @@ struct ClientConnection::Impl {
       }
       // An interim response (e.g. 100 Continue): the final one follows.
     }
+    deadline.clear();
     const auto& message = parser->get();
     ResponseHead head;
     head.status = message.result_int();
-    head.keep_alive = message.keep_alive();
+    // The parser's flags tell without parsing Connection again, except for a body that ends with
+    // the connection (the parser then always says no; the header may say otherwise).
+    head.keep_alive = parser->need_eof() ? message.keep_alive() : parser->keep_alive();
     head.chunked = message.chunked();
     if (auto length = parser->content_length()) {
       head.content_length = *length;
@@ -173,7 +274,7 @@ struct ClientConnection::Impl {
     co_return head;
   }
 
-  asio::awaitable<Result<std::size_t>> read_body(std::string& out, Deadline deadline) {
+  asio::awaitable<Result<std::size_t>> read_body(std::string& out, Deadline timeout) {
     if (!parser || !parser->is_header_done()) {
       co_return Status(500,
                        fmt::format("read response body from {}: no response head read", peer()));
@@ -181,21 +282,38 @@ struct ClientConnection::Impl {
     if (parser->is_done()) {
       co_return std::size_t{0};
     }
-    stream.expires_at(deadline.at);
+    deadline.expires_at(timeout.at);
     while (true) {
-      auto [ec, bytes] = co_await bhttp::async_read_some(stream, buffer, *parser, kAsTuple);
+      // Bytes already buffered (often the whole body, read with the head) are parsed without I/O.
+      error_code ec;
+      bool parsed = false;
+      if (buffer.size() > 0) {
+        const std::size_t used = parser->put(buffer.data(), ec);
+        buffer.consume(used);
+        if (ec == bhttp::error::need_more) ec = {};
+        parsed = used > 0;
+      }
+      if (!ec && !parsed) {
+        auto [read_ec, bytes] = co_await bhttp::async_read_some(socket, buffer, *parser, kAsTuple);
+        ec = read_ec ? finished(read_ec) : read_ec;
+      }
       if (ec) {
         close();
-        co_return exchange_error("read response body from", peer(), ec, deadline);
+        co_return exchange_error("read response body from", peer(), ec, timeout);
       }
       std::string& body = parser->get().body();
       const std::size_t appended = body.size();
-      out.append(body);
+      if (out.empty()) {
+        out.swap(body);  // the common case: no copy
+      } else {
+        out.append(body);
+      }
       body.clear();  // the parser appends at the current end, so it can be emptied between reads
       if (parser->is_done()) {
         finish_response();
       }
       if (appended > 0 || parser->is_done()) {
+        deadline.clear();
         co_return appended;
       }
     }
@@ -222,7 +340,7 @@ asio::awaitable<Status> ClientConnection::connect(std::string host, std::uint16_
   if (!ec) {
     endpoints.emplace_back(address, port);
   } else {
-    tcp::resolver resolver(impl.stream.get_executor());
+    tcp::resolver resolver(impl.socket.get_executor());
     auto [resolve_ec, results] =
         co_await resolver.async_resolve(impl.host, std::to_string(port), kAsTuple);
     if (resolve_ec) {
@@ -234,8 +352,9 @@ asio::awaitable<Status> ClientConnection::connect(std::string host, std::uint16_
     }
   }
 
-  impl.stream.expires_at(deadline.at);
-  auto [connect_ec, endpoint] = co_await impl.stream.async_connect(endpoints, kAsTuple);
+  impl.deadline.expires_at(deadline.at);
+  auto [ec_connect, endpoint] = co_await asio::async_connect(impl.socket, endpoints, kAsTuple);
+  const error_code connect_ec = impl.finished(ec_connect);
   if (connect_ec == beast::error::timeout) {
     impl.close();
     co_return Status(
@@ -245,13 +364,13 @@ asio::awaitable<Status> ClientConnection::connect(std::string host, std::uint16_
     impl.close();
     co_return Status(503, fmt::format("connect to {}: {}", impl.peer(), connect_ec.message()));
   }
-  impl.stream.socket().set_option(tcp::no_delay(true), ec);
+  impl.socket.set_option(tcp::no_delay(true), ec);
   co_return Status::ok();
 }
 
-asio::awaitable<Status> ClientConnection::send_request(Request request,
+asio::awaitable<Status> ClientConnection::send_request(const Request& request,
                                                        std::chrono::milliseconds timeout) {
-  return impl_->send(std::move(request), Deadline::after(timeout));
+  return impl_->send(request, Deadline::after(timeout));
 }
 
 asio::awaitable<Result<ResponseHead>> ClientConnection::read_response_head(
@@ -268,7 +387,7 @@ asio::awaitable<Result<ClientResponse>> ClientConnection::request(
     Request request, std::chrono::milliseconds timeout) {
   Impl& impl = *impl_;
   const Deadline deadline = Deadline::after(timeout);
-  if (Status sent = co_await impl.send(std::move(request), deadline); !sent.is_ok()) {
+  if (Status sent = co_await impl.send(request, deadline); !sent.is_ok()) {
     co_return sent;
   }
   Result<ResponseHead> head = co_await impl.read_head(deadline);
@@ -290,7 +409,7 @@ asio::awaitable<Result<ClientResponse>> ClientConnection::request(
 
 void ClientConnection::set_body_limit(std::uint64_t bytes) { impl_->body_limit = bytes; }
 
-bool ClientConnection::is_open() const { return impl_->stream.socket().is_open(); }
+bool ClientConnection::is_open() const { return impl_->socket.is_open(); }
 
 void ClientConnection::close() {
   // Only the socket: an operation in progress still uses the buffer and the parser until its

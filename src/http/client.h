@@ -44,9 +44,10 @@ class ClientConnection {
   // Streaming use: send a request, read the response head, then the body piece by piece as it
   // arrives (e.g. to timestamp every SSE event). Each timeout covers that one call.
   //
-  // Sets Host (to the connected host:port) when absent and Content-Length from the body unless
-  // the request is chunked.
-  asio::awaitable<Status> send_request(Request request, std::chrono::milliseconds timeout);
+  // Sends Host (the connected host:port) when the request has none and Content-Length from the
+  // body unless the request is chunked; `request` itself is not changed, and it need only live
+  // until the call returns.
+  asio::awaitable<Status> send_request(const Request& request, std::chrono::milliseconds timeout);
   // Skips interim (1xx) responses. A response that ends the connection (Connection: close) closes
   // this connection once its body is complete.
   asio::awaitable<Result<ResponseHead>> read_response_head(std::chrono::milliseconds timeout);

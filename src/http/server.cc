@@ -18,15 +18,14 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/beast/http/message.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/rfc7230.hpp>
-#include <boost/beast/http/serializer.hpp>
-#include <boost/beast/http/write.hpp>
+#include <boost/beast/http/status.hpp>
+#include <charconv>
 #include <exception>
 #include <limits>
 #include <mutex>
@@ -36,6 +35,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "http/wire.h"
 
 namespace infergate::http {
 
@@ -65,6 +65,30 @@ bool is_http_error(const error_code& ec) {
 
 bool has_no_body(unsigned status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+// How a response head frames the body that follows.
+enum class Framing { kContentLength, kChunked, kNone };
+
+// The value of the Connection header for a response of HTTP `version` given the first Connection
+// value a handler set (empty: none) and whether the connection stays open; Beast's keep-alive
+// rules, so that "Connection: close" is added for HTTP/1.1 and "keep-alive" for HTTP/1.0.
+std::string connection_value(std::string_view handler_value, unsigned version, bool keep_alive) {
+  bhttp::response<bhttp::empty_body> response;
+  response.version(version);
+  if (!handler_value.empty()) {
+    response.set(bhttp::field::connection, handler_value);
+  }
+  response.keep_alive(keep_alive);
+  return std::string(response[bhttp::field::connection]);
+}
+
+// Appends "<hex size>\r\n" for a chunk of `size` bytes to `out` (chunked transfer coding).
+std::size_t chunk_size_line(char (&out)[20], std::size_t size) {
+  const auto result = std::to_chars(out, out + 16, size, 16);
+  result.ptr[0] = '\r';
+  result.ptr[1] = '\n';
+  return static_cast<std::size_t>(result.ptr + 2 - out);
 }
 
 }  // namespace
@@ -107,8 +131,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(tcp::socket socket, std::shared_ptr<ServerState> server)
       : server_(std::move(server)),
         options_(server_->options),
-        stream_(std::move(socket)),
-        read_timer_(stream_.get_executor()) {
+        socket_(std::move(socket)),
+        // An expired deadline fails the operation in progress (a read, a write, the linger).
+        deadline_(socket_.get_executor(), [this] {
+          error_code ignored;
+          socket_.cancel(ignored);
+        }) {
     std::lock_guard lock(server_->connections_mutex);
     id_ = server_->next_connection_id++;
   }
@@ -124,7 +152,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     server_->connections.emplace(id_, weak_from_this());
   }
 
-  asio::any_io_executor executor() { return stream_.get_executor(); }
+  asio::any_io_executor executor() { return socket_.get_executor(); }
 
   static asio::awaitable<void> run(std::shared_ptr<Connection> self) { co_await self->serve(); }
 
@@ -132,7 +160,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close_if_idle() {
     if (phase_ == Phase::kWaiting) {
       error_code ec;
-      stream_.socket().cancel(ec);
+      socket_.cancel(ec);
     }
   }
 
@@ -154,32 +182,39 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<void> serve();
   asio::awaitable<ReadOutcome> read_request(bhttp::request_parser<bhttp::string_body>& parser);
-  asio::awaitable<void> handle(Request& request);
+  // `keep_alive`: the request lets the connection stay open (as the parser found).
+  asio::awaitable<void> handle(Request& request, bool keep_alive);
   asio::awaitable<void> close(CloseMode mode);
   asio::awaitable<bool> write_whole_response(unsigned status, std::string_view content_type,
                                              std::string body, Headers extra_headers);
-  static asio::awaitable<void> watch_client(std::shared_ptr<Connection> self,
-                                            std::uint64_t generation);
-  void arm_read_timer();
-  void disarm_read_timer();
+  // While the handler of request `generation` runs: waits for the socket to become readable
+  // (a plain completion handler, not a coroutine: one per request is cheaper that way).
+  void watch_client(std::uint64_t generation);
+  void on_client_readable(const error_code& ec, std::uint64_t generation);
+  bool watching(std::uint64_t generation) const {
+    return handler_running_ && generation_ == generation && !gone_;
+  }
   void mark_gone();
   void post_gone_callback();
-  template <typename Response>
-  void set_common_fields(Response& response, std::string_view content_type,
-                         const Headers& extra_headers);
+  // Writes the status line and header of a response into head_: Server, Content-Type (when not
+  // empty), the extra headers in order (minus Content-Length and Transfer-Encoding, which the
+  // server sets), Connection as keep_alive_ requires, then the framing field. A Connection: close
+  // among the extra headers clears keep_alive_.
+  void write_head(unsigned status, std::string_view content_type, const Headers& extra_headers,
+                  Framing framing, std::uint64_t content_length);
+  // Writes `buffers` within the write timeout; false (and the client counts as gone) on failure.
+  template <typename Buffers>
+  asio::awaitable<bool> write_out(const Buffers& buffers);
 
   std::shared_ptr<ServerState> server_;
   const ServerOptions& options_;
   std::uint64_t id_ = 0;
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
+  wire::Deadline deadline_;  // bounds the socket operation in progress
   beast::flat_buffer buffer_;
-  asio::steady_timer read_timer_;
+  std::string head_;  // the response head being written, reused
   Phase phase_ = Phase::kWaiting;
 
-  // Request read state.
-  std::uint64_t read_sequence_ = 0;
-  bool reading_ = false;
-  bool read_timed_out_ = false;
   Status read_error_;  // the error response for ReadOutcome::kRespondAndClose
 
   // Per-request state, valid while a handler runs.
@@ -195,9 +230,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
 asio::awaitable<void> Connection::serve() {
   error_code ignored;
-  stream_.socket().set_option(tcp::no_delay(true), ignored);
+  socket_.set_option(tcp::no_delay(true), ignored);
   // The client watcher reads synchronously after a readiness wait; it must never block.
-  stream_.socket().non_blocking(true, ignored);
+  socket_.non_blocking(true, ignored);
 
   bool first_request = true;
   CloseMode close_mode = CloseMode::kImmediate;
@@ -207,9 +242,10 @@ asio::awaitable<void> Connection::serve() {
         break;
       }
       phase_ = Phase::kWaiting;
-      stream_.expires_after(first_request ? options_.read_timeout : options_.idle_timeout);
+      deadline_.expires_after(first_request ? options_.read_timeout : options_.idle_timeout);
       auto [ec, bytes] =
-          co_await stream_.async_read_some(buffer_.prepare(kFirstReadBytes), kAsTuple);
+          co_await socket_.async_read_some(buffer_.prepare(kFirstReadBytes), kAsTuple);
+      deadline_.clear();
       if (ec) {
         break;  // the peer closed, the connection idled out, or stop() cancelled the read
       }
@@ -237,9 +273,10 @@ asio::awaitable<void> Connection::serve() {
       break;
     }
 
+    const bool keep_alive = parser.keep_alive();
     Request request = parser.release();
     phase_ = Phase::kHandling;
-    co_await handle(request);
+    co_await handle(request, keep_alive);
     if (gone_ || response_state_ == ResponseState::kStreaming) {
       break;
     }
@@ -253,15 +290,20 @@ asio::awaitable<void> Connection::serve() {
 
 asio::awaitable<Connection::ReadOutcome> Connection::read_request(
     bhttp::request_parser<bhttp::string_body>& parser) {
-  arm_read_timer();
-  // The read timer, not the stream's own timeout, bounds the read: the stream's timeout closes the
-  // socket, and a slow client should still get its 408.
-  stream_.expires_never();
-  auto [ec, bytes] = co_await bhttp::async_read_header(stream_, buffer_, parser, kAsTuple);
+  // The deadline cancels a read that takes too long, and a slow client still gets its 408.
+  deadline_.expires_after(options_.read_timeout);
+  // Usually the whole request is in the buffer already, read by the wait for its first byte.
+  error_code ec;
+  if (!wire::parse_buffered(
+          parser, buffer_, [](const auto& p) { return p.is_header_done(); }, ec) &&
+      !ec) {
+    auto [header_ec, bytes] = co_await bhttp::async_read_header(socket_, buffer_, parser, kAsTuple);
+    ec = header_ec;
+  }
   if (!ec && options_.max_header_fields != 0 &&
       static_cast<std::size_t>(std::distance(parser.get().begin(), parser.get().end())) >
           options_.max_header_fields) {
-    disarm_read_timer();
+    deadline_.clear();
     ++server_->stats.headers_too_large;
     read_error_ = Status(
         431, fmt::format("request has more than {} header fields", options_.max_header_fields));
@@ -271,21 +313,25 @@ asio::awaitable<Connection::ReadOutcome> Connection::read_request(
     const auto expect = parser.get()[bhttp::field::expect];
     if (beast::iequals(expect, "100-continue")) {
       auto [write_ec, written] =
-          co_await asio::async_write(stream_, asio::buffer(kContinueResponse), kAsTuple);
+          co_await asio::async_write(socket_, asio::buffer(kContinueResponse), kAsTuple);
       ec = write_ec;
     }
-    if (!ec) {
-      auto [body_ec, body_bytes] = co_await bhttp::async_read(stream_, buffer_, parser, kAsTuple);
+    if (!ec &&
+        !wire::parse_buffered(
+            parser, buffer_, [](const auto& p) { return p.is_done(); }, ec) &&
+        !ec) {
+      auto [body_ec, body_bytes] = co_await bhttp::async_read(socket_, buffer_, parser, kAsTuple);
       ec = body_ec;
     }
   }
-  disarm_read_timer();
+  const bool timed_out = deadline_.expired();
+  deadline_.clear();
   if (!ec) {
     co_return ReadOutcome::kRequest;
   }
 
   ServerStats& stats = server_->stats;
-  if (read_timed_out_) {
+  if (timed_out) {
     ++stats.read_timeouts;
     read_error_ = Status(
         408, fmt::format("request not received within {} ms", options_.read_timeout.count()));
@@ -313,16 +359,16 @@ asio::awaitable<Connection::ReadOutcome> Connection::read_request(
   co_return ReadOutcome::kClose;
 }
 
-asio::awaitable<void> Connection::handle(Request& request) {
+asio::awaitable<void> Connection::handle(Request& request, bool keep_alive) {
   ServerStats& stats = server_->stats;
   ++stats.requests;
-  keep_alive_ = request.keep_alive() && !server_->stopping;
+  keep_alive_ = keep_alive && !server_->stopping;
   http10_ = request.version() < 11;
   head_request_ = request.method() == bhttp::verb::head;
   response_state_ = ResponseState::kNone;
   ++generation_;
   handler_running_ = true;
-  asio::co_spawn(executor(), watch_client(shared_from_this(), generation_), asio::detached);
+  watch_client(generation_);
 
   ResponseWriter writer(this);
   std::string failure;
@@ -336,7 +382,7 @@ asio::awaitable<void> Connection::handle(Request& request) {
   handler_running_ = false;
   gone_callback_ = nullptr;
   error_code ignored;
-  stream_.socket().cancel(ignored);  // ends the client watcher's wait
+  socket_.cancel(ignored);  // ends the client watcher's wait
 
   if (!failure.empty()) {
     ++stats.handler_errors;
@@ -361,75 +407,50 @@ asio::awaitable<void> Connection::handle(Request& request) {
 asio::awaitable<void> Connection::close(CloseMode mode) {
   error_code ignored;
   if (mode == CloseMode::kGraceful) {
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::min(kLingerTimeout, options_.read_timeout));
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    deadline_.expires_after(std::min(kLingerTimeout, options_.read_timeout));
     std::array<char, 4096> discard;
     std::size_t discarded = 0;
     while (discarded < kLingerMaxBytes) {
-      auto [ec, bytes] = co_await stream_.async_read_some(asio::buffer(discard), kAsTuple);
+      auto [ec, bytes] = co_await socket_.async_read_some(asio::buffer(discard), kAsTuple);
       if (ec) {
         break;
       }
       discarded += bytes;
     }
   }
-  stream_.socket().close(ignored);
-  read_timer_.cancel();
+  socket_.close(ignored);
+  deadline_.cancel();
 }
 
-asio::awaitable<void> Connection::watch_client(std::shared_ptr<Connection> self,
-                                               std::uint64_t generation) {
-  Connection& connection = *self;
-  tcp::socket& socket = connection.stream_.socket();
-  auto still_watching = [&] {
-    return connection.handler_running_ && connection.generation_ == generation && !connection.gone_;
-  };
-  while (still_watching()) {
-    auto [ec] = co_await socket.async_wait(tcp::socket::wait_read, kAsTuple);
-    if (ec || !still_watching()) {
-      co_return;
-    }
-    beast::flat_buffer& buffer = connection.buffer_;
-    if (buffer.size() >= kMaxWatchedPipelineBytes) {
-      co_return;
-    }
-    // Readable while the request is being handled: EOF, a reset, or the next pipelined request.
-    // Reading (rather than peeking) keeps a pipelined request from waking this loop forever; the
-    // bytes stay in the buffer the next request is parsed from.
-    error_code read_ec;
-    const std::size_t bytes =
-        socket.read_some(buffer.prepare(kMaxWatchedPipelineBytes - buffer.size()), read_ec);
-    if (read_ec == asio::error::would_block || read_ec == asio::error::try_again) {
-      continue;
-    }
-    if (read_ec) {
-      spdlog::debug("http: connection {} client gone: {}", connection.id_, read_ec.message());
-      connection.mark_gone();
-      co_return;
-    }
-    buffer.commit(bytes);
+void Connection::watch_client(std::uint64_t generation) {
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this(), generation](const error_code& ec) {
+                       self->on_client_readable(ec, generation);
+                     });
+}
+
+void Connection::on_client_readable(const error_code& ec, std::uint64_t generation) {
+  if (ec || !watching(generation) || buffer_.size() >= kMaxWatchedPipelineBytes) {
+    return;
   }
-}
-
-void Connection::arm_read_timer() {
-  reading_ = true;
-  read_timed_out_ = false;
-  const std::uint64_t sequence = ++read_sequence_;
-  read_timer_.expires_after(options_.read_timeout);
-  read_timer_.async_wait([self = shared_from_this(), sequence](const error_code& ec) {
-    // A completed read may race with an expiry already queued; the sequence check drops it.
-    if (ec || !self->reading_ || self->read_sequence_ != sequence) {
-      return;
-    }
-    self->read_timed_out_ = true;
-    error_code ignored;
-    self->stream_.socket().cancel(ignored);
-  });
-}
-
-void Connection::disarm_read_timer() {
-  reading_ = false;
-  read_timer_.cancel();
+  // Readable while the request is being handled: EOF, a reset, or the next pipelined request.
+  // Reading (rather than peeking) keeps a pipelined request from waking the watch forever; the
+  // bytes stay in the buffer the next request is parsed from.
+  error_code read_ec;
+  const std::size_t bytes =
+      socket_.read_some(buffer_.prepare(kMaxWatchedPipelineBytes - buffer_.size()), read_ec);
+  if (read_ec && read_ec != asio::error::would_block && read_ec != asio::error::try_again) {
+    spdlog::debug("http: connection {} client gone: {}", id_, read_ec.message());
+    mark_gone();
+    return;
+  }
+  if (!read_ec) {
+    buffer_.commit(bytes);
+  }
+  if (watching(generation)) {
+    watch_client(generation);
+  }
 }
 
 void Connection::mark_gone() {
@@ -469,22 +490,73 @@ void Connection::on_client_gone(std::function<void()> callback) {
   }
 }
 
-template <typename Response>
-void Connection::set_common_fields(Response& response, std::string_view content_type,
-                                   const Headers& extra_headers) {
-  response.version(http10_ ? 10 : 11);
-  response.set(bhttp::field::server, options_.server_name);
+void Connection::write_head(unsigned status, std::string_view content_type,
+                            const Headers& extra_headers, Framing framing,
+                            std::uint64_t content_length) {
+  const unsigned version = http10_ ? 10 : 11;
+  // A handler may end the connection by sending Connection: close itself.
+  std::string_view handler_connection;
+  for (const auto& [name, value] : extra_headers) {
+    if (beast::iequals(name, "connection")) {
+      handler_connection = wire::trim_value(value);
+      if (bhttp::token_list(handler_connection).exists("close")) {
+        keep_alive_ = false;
+      }
+      break;
+    }
+  }
+
+  wire::HeadWriter out(head_);
+  out.version(version) << ' ';
+  out.decimal(status) << ' ' << bhttp::obsolete_reason(bhttp::int_to_status(status)) << "\r\n";
+  out.field("Server", options_.server_name);
   if (!content_type.empty()) {
-    response.set(bhttp::field::content_type, content_type);
+    out.field("Content-Type", content_type);
   }
   for (const auto& [name, value] : extra_headers) {
-    response.insert(name, value);
+    if (beast::iequals(name, "connection") || beast::iequals(name, "content-length") ||
+        beast::iequals(name, "transfer-encoding")) {
+      continue;
+    }
+    out.field(name, value);
   }
-  // A handler may end the connection by sending Connection: close itself.
-  if (bhttp::token_list(response[bhttp::field::connection]).exists("close")) {
-    keep_alive_ = false;
+  if (handler_connection.empty()) {
+    if (version >= 11 && !keep_alive_) {
+      out << "Connection: close\r\n";
+    } else if (version < 11 && keep_alive_) {
+      out << "Connection: keep-alive\r\n";
+    }
+  } else {
+    const std::string connection = connection_value(handler_connection, version, keep_alive_);
+    if (!connection.empty()) {
+      out.field("Connection", connection);
+    }
   }
-  response.keep_alive(keep_alive_);
+  switch (framing) {
+    case Framing::kContentLength:
+      out << "Content-Length: ";
+      out.decimal(content_length) << "\r\n";
+      break;
+    case Framing::kChunked:
+      out << "Transfer-Encoding: chunked\r\n";
+      break;
+    case Framing::kNone:
+      break;
+  }
+  out << "\r\n";
+  out.finish();
+}
+
+template <typename Buffers>
+asio::awaitable<bool> Connection::write_out(const Buffers& buffers) {
+  deadline_.expires_after(options_.write_timeout);
+  auto [ec, bytes] = co_await asio::async_write(socket_, buffers, kAsTuple);
+  deadline_.clear();
+  if (ec) {
+    mark_gone();
+    co_return false;
+  }
+  co_return true;
 }
 
 asio::awaitable<bool> Connection::write_whole_response(unsigned status,
@@ -494,29 +566,16 @@ asio::awaitable<bool> Connection::write_whole_response(unsigned status,
     spdlog::error("http: invalid response status {}; sending 500", status);
     status = 500;
   }
-  bhttp::response<bhttp::string_body> response;
-  response.result(status);
-  set_common_fields(response, content_type, extra_headers);
-  if (!has_no_body(status)) {
-    response.body() = std::move(body);
-    response.prepare_payload();  // for HEAD too: Content-Length tells what GET would send
-  }
+  // Content-Length for HEAD too: it tells what GET would send.
+  const bool no_body = has_no_body(status);
+  write_head(status, content_type, extra_headers,
+             no_body ? Framing::kNone : Framing::kContentLength, body.size());
   response_state_ = ResponseState::kSent;
-  stream_.expires_after(options_.write_timeout);
-  error_code ec;
-  if (head_request_) {
-    bhttp::response_serializer<bhttp::string_body> serializer(response);
-    auto [write_ec, bytes] = co_await bhttp::async_write_header(stream_, serializer, kAsTuple);
-    ec = write_ec;
-  } else {
-    auto [write_ec, bytes] = co_await bhttp::async_write(stream_, response, kAsTuple);
-    ec = write_ec;
+  if (head_request_ || no_body || body.empty()) {
+    co_return co_await write_out(asio::buffer(head_));
   }
-  if (ec) {
-    mark_gone();
-    co_return false;
-  }
-  co_return true;
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(body)};
+  co_return co_await write_out(buffers);
 }
 
 asio::awaitable<bool> Connection::send(unsigned status, std::string_view content_type,
@@ -537,24 +596,12 @@ asio::awaitable<bool> Connection::begin_stream(unsigned status, std::string_view
     spdlog::error("http: status {} cannot carry a streamed body; sending 500", status);
     status = 500;
   }
-  bhttp::response<bhttp::empty_body> response;
-  response.result(status);
   if (http10_) {
     keep_alive_ = false;  // HTTP/1.0 has no chunked coding: the close ends the body
   }
-  set_common_fields(response, content_type, extra_headers);
-  if (!http10_) {
-    response.chunked(true);
-  }
+  write_head(status, content_type, extra_headers, http10_ ? Framing::kNone : Framing::kChunked, 0);
   response_state_ = ResponseState::kStreaming;
-  bhttp::response_serializer<bhttp::empty_body> serializer(response);
-  stream_.expires_after(options_.write_timeout);
-  auto [ec, bytes] = co_await bhttp::async_write_header(stream_, serializer, kAsTuple);
-  if (ec) {
-    mark_gone();
-    co_return false;
-  }
-  co_return true;
+  co_return co_await write_out(asio::buffer(head_));
 }
 
 asio::awaitable<bool> Connection::write_chunk(std::string_view data) {
@@ -564,21 +611,14 @@ asio::awaitable<bool> Connection::write_chunk(std::string_view data) {
   if (data.empty() || head_request_) {
     co_return true;  // an empty chunk would end the body
   }
-  stream_.expires_after(options_.write_timeout);
-  error_code ec;
   if (http10_) {
-    auto [write_ec, bytes] = co_await asio::async_write(stream_, asio::buffer(data), kAsTuple);
-    ec = write_ec;
-  } else {
-    auto [write_ec, bytes] = co_await asio::async_write(
-        stream_, bhttp::make_chunk(asio::const_buffer(data.data(), data.size())), kAsTuple);
-    ec = write_ec;
+    co_return co_await write_out(asio::buffer(data));
   }
-  if (ec) {
-    mark_gone();
-    co_return false;
-  }
-  co_return true;
+  char size_line[20];
+  const std::size_t size_line_length = chunk_size_line(size_line, data.size());
+  const std::array<asio::const_buffer, 3> buffers{asio::buffer(size_line, size_line_length),
+                                                  asio::buffer(data), asio::buffer("\r\n", 2)};
+  co_return co_await write_out(buffers);
 }
 
 asio::awaitable<bool> Connection::end_stream() {
@@ -589,13 +629,8 @@ asio::awaitable<bool> Connection::end_stream() {
   if (http10_ || head_request_) {
     co_return true;
   }
-  stream_.expires_after(options_.write_timeout);
-  auto [ec, bytes] = co_await asio::async_write(stream_, bhttp::make_chunk_last(), kAsTuple);
-  if (ec) {
-    mark_gone();
-    co_return false;
-  }
-  co_return true;
+  static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+  co_return co_await write_out(asio::buffer(kLastChunk));
 }
 
 }  // namespace detail

@@ -84,8 +84,10 @@ class ResponseWriter {
   ResponseWriter& operator=(const ResponseWriter&) = delete;
 
   // Response header fields: Server, Content-Type (when not empty), then `extra_headers` in order.
-  // An extra `Connection: close` makes the server close the connection after the response. For a
-  // HEAD request only the header is written (Content-Length still gives the body's size).
+  // An extra `Connection: close` makes the server close the connection after the response. The
+  // server frames the body itself: Content-Length and Transfer-Encoding among `extra_headers` are
+  // left out. For a HEAD request only the header is written (Content-Length still gives the
+  // body's size).
   // (GCC 12 fails to compile a braced list passed as `extra_headers` inside a coroutine; pass a
   // named Headers variable instead.)
 

@@ -237,6 +237,43 @@ TEST(HttpClientTest, FetchBlockingSetsHostAndContentLength) {
   EXPECT_EQ(response->body, "127.0.0.1:" + std::to_string(server.port()) + " 7 application/json");
 }
 
+TEST(HttpClientTest, SendsTheRequestAsIsWithHostAndContentLength) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, {asio::ip::make_address(kLoopback), 0});
+  const std::uint16_t port = acceptor.local_endpoint().port();
+  std::string received;
+  auto server_side = [&]() -> asio::awaitable<void> {
+    auto [accept_ec, socket] = co_await acceptor.async_accept(kAsTuple);
+    if (accept_ec) co_return;
+    char chunk[1024];
+    while (!received.ends_with("abc")) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
+      if (ec) co_return;
+      received.append(chunk, n);
+    }
+    const std::string reply = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    co_await asio::async_write(socket, asio::buffer(reply), kAsTuple);
+  };
+  Request request = make_request(bhttp::verb::post, "/x?y=1", "abc");
+  request.insert("X-Keep", "a");
+  request.set(bhttp::field::content_length, "99");  // stale: the body's size is sent instead
+  run_both(io, server_side(), [&]() -> asio::awaitable<void> {
+    ClientConnection connection(io.get_executor());
+    CO_ASSERT_TRUE((co_await connection.connect(kLoopback, port, kTimeout)).is_ok());
+    CO_ASSERT_TRUE((co_await connection.send_request(request, kTimeout)).is_ok());
+    auto head = co_await connection.read_response_head(kTimeout);
+    CO_ASSERT_TRUE(head.ok());
+    EXPECT_EQ(head->status, 200u);
+  });
+  EXPECT_EQ(received,
+            "POST /x?y=1 HTTP/1.1\r\nContent-Type: application/json\r\nX-Keep: a\r\n"
+            "Host: 127.0.0.1:" +
+                std::to_string(port) + "\r\nContent-Length: 3\r\n\r\nabc");
+  // The caller's request is left as it was.
+  EXPECT_EQ(request[bhttp::field::content_length], "99");
+  EXPECT_EQ(request.find(bhttp::field::host), request.end());
+}
+
 TEST(HttpClientTest, MakeRequestAndFindHeader) {
   const Request get = make_request(bhttp::verb::get, "/v1/models");
   EXPECT_EQ(get.target(), "/v1/models");

@@ -487,6 +487,67 @@ TEST_F(HttpServerTest, HeadGetsHeaderOnlyAndHandlerMayCloseTheConnection) {
   });
 }
 
+TEST_F(HttpServerTest, ResponseHeadsAreWrittenByteForByte) {
+  start([](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+    Headers extra_headers;
+    extra_headers.emplace_back("X-Padded", " \tvalue\t ");
+    // The server frames the body itself: a handler's own framing fields are left out.
+    extra_headers.emplace_back("Content-Length", "999");
+    extra_headers.emplace_back("transfer-encoding", "gzip");
+    if (request.target() == "/stream") {
+      co_await writer.begin_stream(201, "text/event-stream", extra_headers);
+      co_await writer.write_chunk("data: 1\n\n");
+      co_await writer.write_chunk(std::string(300, 'x'));
+      co_await writer.end_stream();
+    } else if (request.target() == "/empty") {
+      co_await writer.send(204, "", "ignored", extra_headers);
+    } else {
+      co_await writer.send(200, "text/plain", "hello", extra_headers);
+    }
+  });
+  run([&]() -> asio::awaitable<void> {
+    EXPECT_EQ(
+        co_await raw_exchange(port(), "GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        "HTTP/1.1 200 OK\r\nServer: infergate\r\nContent-Type: text/plain\r\n"
+        "X-Padded: value\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello");
+    EXPECT_EQ(co_await raw_exchange(port(),
+                                    "GET /empty HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+              "HTTP/1.1 204 No Content\r\nServer: infergate\r\nX-Padded: value\r\n"
+              "Connection: close\r\n\r\n");
+    EXPECT_EQ(co_await raw_exchange(port(),
+                                    "GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+              "HTTP/1.1 201 Created\r\nServer: infergate\r\nContent-Type: text/event-stream\r\n"
+              "X-Padded: value\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+              "9\r\ndata: 1\n\n\r\n12c\r\n" +
+                  std::string(300, 'x') + "\r\n0\r\n\r\n");
+  });
+}
+
+TEST_F(HttpServerTest, ConnectionHeaderFollowsTheKeepAliveRulesOfEachVersion) {
+  ServerOptions options;
+  options.idle_timeout = std::chrono::milliseconds(1);  // ends the kept-alive connections
+  start(
+      [](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+        Headers extra_headers;
+        if (request.target() == "/close") extra_headers.emplace_back("connection", "close, X-A");
+        co_await writer.send(200, "text/plain", "ok", extra_headers);
+      },
+      options);
+  run([&]() -> asio::awaitable<void> {
+    const std::string kept =
+        co_await raw_exchange(port(), "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    EXPECT_TRUE(kept.starts_with("HTTP/1.0 200 OK\r\n")) << kept;
+    EXPECT_NE(kept.find("\r\nConnection: keep-alive\r\n"), std::string::npos) << kept;
+    const std::string plain = co_await raw_exchange(port(), "GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    EXPECT_EQ(plain.find("Connection"), std::string::npos) << plain;
+    const std::string closed =
+        co_await raw_exchange(port(), "GET /close HTTP/1.1\r\nHost: t\r\n\r\n");
+    EXPECT_NE(closed.find("\r\nConnection: close, X-A\r\nContent-Length: 2\r\n\r\nok"),
+              std::string::npos)
+        << closed;
+  });
+}
+
 TEST_F(HttpServerTest, Http10StreamIsDelimitedByClose) {
   start([](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
     co_await writer.begin_stream(200, "text/plain");

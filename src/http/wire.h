@@ -1,0 +1,181 @@
+#pragma once
+
+// Internal to the http module (server.cc, client.cc): parsing bytes already buffered without an
+// asynchronous read, writing HTTP/1.1 message heads straight into a reused buffer, and the
+// per-connection deadline that bounds socket operations. Not part of the module's interface.
+
+#include <algorithm>
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace infergate::http::wire {
+
+namespace asio = boost::asio;
+
+// Feeds the bytes already in `buffer` to `parser` until `done(parser)`, without I/O: true once
+// done; false when more bytes are needed or on a parse error (then `ec` is set, as an
+// asynchronous read would set it). A read that needs no I/O thereby skips the asynchronous
+// operation and its round trip through the scheduler.
+template <typename Parser, typename Done>
+bool parse_buffered(Parser& parser, boost::beast::flat_buffer& buffer, Done done,
+                    boost::system::error_code& ec) {
+  while (!done(parser)) {
+    if (buffer.size() == 0) return false;
+    const std::size_t used = parser.put(buffer.data(), ec);
+    buffer.consume(used);
+    if (ec == boost::beast::http::error::need_more) {
+      ec = {};
+      return false;
+    }
+    if (ec || used == 0) return false;
+  }
+  return true;
+}
+
+// The value without leading and trailing blanks (SP, HTAB), as Beast stores header values.
+inline std::string_view trim_value(std::string_view value) {
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  return value;
+}
+
+// Writes a message head into a reused string: each piece is a plain copy into room made ahead
+// (the string keeps its capacity from one message to the next), and finish() cuts the string to
+// what was written. Nothing may be written after finish().
+class HeadWriter {
+ public:
+  explicit HeadWriter(std::string& out) : out_(out) {
+    out_.resize(std::max(out_.capacity(), kInitialBytes));
+  }
+  HeadWriter(const HeadWriter&) = delete;
+  HeadWriter& operator=(const HeadWriter&) = delete;
+
+  // Inlined, so that copies of literals become a few moves.
+  [[gnu::always_inline]] HeadWriter& operator<<(std::string_view text) {
+    if (text.size() > out_.size() - size_) {
+      out_.resize(std::max(2 * out_.size(), size_ + text.size()));
+    }
+    std::memcpy(out_.data() + size_, text.data(), text.size());
+    size_ += text.size();
+    return *this;
+  }
+  [[gnu::always_inline]] HeadWriter& operator<<(char c) { return *this << std::string_view(&c, 1); }
+  HeadWriter& decimal(std::uint64_t value) {
+    char digits[20];
+    const auto result = std::to_chars(digits, digits + sizeof(digits), value);
+    return *this << std::string_view(digits, static_cast<std::size_t>(result.ptr - digits));
+  }
+  // "HTTP/1.1" for version 11.
+  HeadWriter& version(unsigned version) {
+    *this << "HTTP/";
+    decimal(version / 10) << '.';
+    return decimal(version % 10);
+  }
+  // "name: value\r\n" (the value trimmed).
+  [[gnu::always_inline]] HeadWriter& field(std::string_view name, std::string_view value) {
+    return *this << name << ": " << trim_value(value) << "\r\n";
+  }
+  void finish() { out_.resize(size_); }
+
+ private:
+  static constexpr std::size_t kInitialBytes = 512;
+  std::string& out_;
+  std::size_t size_ = 0;
+};
+
+// The deadline of one connection's I/O. Setting a deadline costs a clock read: the one timer is
+// re-armed only when the new deadline is earlier than the expiry it already waits for (by more
+// than kSlack: a timeout may fire up to kSlack late); when it fires early (the deadline moved
+// later, or was cleared), it waits again or stops. When a deadline passes, `on_expiry` runs once
+// on the executor (it typically cancels or closes the socket, failing the operation in progress).
+// A cleared deadline may leave the timer waiting (work on the io_context) until its expiry or
+// cancel(): owners cancel once the connection is idle or closed. Not thread-safe: every call, and
+// `on_expiry`, on the connection's executor (strand). `on_expiry` may refer to the owner: it never
+// runs once the Deadline is destroyed.
+class Deadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+  static constexpr std::chrono::milliseconds kSlack{2};
+
+  Deadline(asio::any_io_executor executor, std::function<void()> on_expiry)
+      : state_(std::make_shared<State>(std::move(executor), std::move(on_expiry))) {}
+  ~Deadline() { cancel(); }
+  Deadline(const Deadline&) = delete;
+  Deadline& operator=(const Deadline&) = delete;
+
+  void expires_at(Clock::time_point at) {
+    State& state = *state_;
+    state.expired = false;
+    state.deadline = at;
+    if (at != Clock::time_point::max() && (!state.waiting || at + kSlack < state.timer_expiry)) {
+      arm(state_);
+    }
+  }
+  void expires_after(std::chrono::milliseconds timeout) { expires_at(Clock::now() + timeout); }
+  // No deadline (an expiry already under way is dropped).
+  void clear() {
+    state_->deadline = Clock::time_point::max();
+    state_->expired = false;
+  }
+  // Whether the last deadline set has passed (and on_expiry ran).
+  bool expired() const { return state_->expired; }
+  // No deadline, and the timer stops waiting (no work left on the io_context).
+  void cancel() {
+    State& state = *state_;
+    state.deadline = Clock::time_point::max();
+    if (state.waiting) {
+      ++state.generation;
+      state.waiting = false;
+      state.timer.cancel();
+    }
+  }
+
+ private:
+  struct State {
+    State(asio::any_io_executor executor, std::function<void()> callback)
+        : timer(std::move(executor)), on_expiry(std::move(callback)) {}
+    asio::steady_timer timer;
+    std::function<void()> on_expiry;
+    Clock::time_point deadline = Clock::time_point::max();
+    Clock::time_point timer_expiry{};
+    std::uint64_t generation = 0;  // of the wait in progress; older completions are ignored
+    bool waiting = false;
+    bool expired = false;
+  };
+
+  static void arm(const std::shared_ptr<State>& shared) {
+    State& state = *shared;
+    state.waiting = true;
+    state.timer_expiry = state.deadline;
+    const std::uint64_t generation = ++state.generation;
+    state.timer.expires_at(state.deadline);  // a wait in progress completes, ignored
+    state.timer.async_wait([weak = std::weak_ptr<State>(shared), generation](auto) {
+      const std::shared_ptr<State> locked = weak.lock();
+      if (!locked || locked->generation != generation) return;
+      State& current = *locked;
+      current.waiting = false;
+      if (current.deadline == Clock::time_point::max()) return;
+      if (Clock::now() < current.deadline) {
+        arm(locked);
+        return;
+      }
+      current.deadline = Clock::time_point::max();
+      current.expired = true;
+      if (current.on_expiry) current.on_expiry();
+    });
+  }
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace infergate::http::wire
