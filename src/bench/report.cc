@@ -207,6 +207,19 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
   if (report.server_prefix_cache) {
     line(server_prefix_cache_line(*report.server_prefix_cache));
   }
+  if (report.prefix_oracle) {
+    const OracleBound& oracle = *report.prefix_oracle;
+    std::string of_oracle;
+    if (report.server_prefix_cache && oracle.hit_rate > 0) {
+      of_oracle = fmt::format("; servers' hit rate / ORACLE {:.3f}",
+                              report.server_prefix_cache->hit_rate / oracle.hit_rate);
+    }
+    line(
+        fmt::format("oracle      ORACLE hit-rate bound {:.1f}% ({} of {} prompt tokens, {}-token "
+                    "blocks{})\n",
+                    100 * oracle.hit_rate, oracle.hit_tokens, oracle.prompt_tokens,
+                    oracle.block_size, of_oracle));
+  }
   line("\n");
   line(fmt::format("  {:<6}{:>10}{:>10}{:>10}{:>10}{:>10}{:>10}\n", "ms", "mean", "p50", "p90",
                    "p99", "max", "count"));
@@ -349,6 +362,18 @@ ordered_json report_document(const Report& report, const BenchConfig& config) {
                                     {"hit_rate", delta.hit_rate},
                                     {"servers_counted", delta.counted},
                                     {"servers", servers}}}};
+    if (report.prefix_oracle) {
+      const double oracle = report.prefix_oracle->hit_rate;
+      document["server_metrics"]["prefix_cache"]["hit_rate_of_oracle"] =
+          oracle > 0 ? ordered_json(delta.hit_rate / oracle) : ordered_json(nullptr);
+    }
+  }
+  if (report.prefix_oracle) {
+    const OracleBound& oracle = *report.prefix_oracle;
+    document["prefix_oracle"] = {{"block_size", oracle.block_size},
+                                 {"prompt_tokens", oracle.prompt_tokens},
+                                 {"hit_tokens", oracle.hit_tokens},
+                                 {"hit_rate", oracle.hit_rate}};
   }
   if (report.simulation) {
     document["simulation"] = simulation_json(*report.simulation, report.mean_in_flight);

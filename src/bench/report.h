@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "bench/load.h"
+#include "bench/oracle.h"
 #include "bench/server_metrics.h"
 #include "bench/stats.h"
 #include "bench/workload.h"
@@ -111,6 +112,8 @@ struct Report {
 
   // The model servers' prefix-cache counters over the stage (--server-metrics), when asked for.
   std::optional<PrefixCacheDelta> server_prefix_cache;
+  // The ORACLE bound on that hit rate for the stage's requests (oracle.h), computed with it.
+  std::optional<OracleBound> prefix_oracle;
 
   std::optional<SimulationFigures> simulation;  // set by simulations only
 };
@@ -145,7 +148,10 @@ std::string format_report_table(const Report& report, const BenchConfig& config)
 //   stopped_early          bool
 //   server_metrics         (--server-metrics only) prefix_cache {query_tokens, hit_tokens,
 //                          hit_rate, servers_counted, servers [{url, query_tokens, hit_tokens,
-//                          error (null when counted)}]}: the servers' own counters over the stage
+//                          error (null when counted)}], hit_rate_of_oracle (with prefix_oracle)}:
+//                          the servers' own counters over the stage
+//   prefix_oracle          (--server-metrics only) block_size, prompt_tokens, hit_tokens, hit_rate:
+//                          the ORACLE bound for the stage's measured requests (oracle.h)
 //   simulation             (simulations only; `url` is then null) configuration, policy,
 //                          model_profile, replicas, scrape_interval_ms, prefix_cache {query_tokens,
 //                          hit_tokens, hit_rate, oracle_prompt_tokens, oracle_hit_tokens,

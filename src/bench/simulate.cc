@@ -84,7 +84,14 @@ Result<Report> simulate(const Workload& workload, const SimulateOptions& options
   std::vector<std::string> bodies(cache_bodies ? pool : 0);
   std::uint64_t index = 0;
   sim::ArrivalSource source = [&]() -> std::optional<sim::ClusterArrival> {
-    const TimePoint at = arrivals.next();
+    TimePoint at{};
+    if (workload.has_fixed_arrivals()) {  // a trace: its own arrival times, until it ends
+      const std::optional<Duration> fixed = workload.fixed_arrival(index);
+      if (!fixed) return std::nullopt;
+      at = *fixed;
+    } else {
+      at = arrivals.next();
+    }
     if (at >= end) return std::nullopt;
     const std::uint64_t i = index++;
     if (!cache_bodies) {

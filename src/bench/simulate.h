@@ -34,7 +34,9 @@ Status validate(const SimulateOptions& options);
 // The request schedule, for the report's config echo (mode rate, no target URL).
 BenchConfig simulate_bench_config(const Workload& workload, const SimulateOptions& options);
 
-// Runs `workload` through one cluster configuration and reports it. Errors: the cluster's
+// Runs `workload` through one cluster configuration and reports it. Arrivals are Poisson at
+// `options.rate`, or the workload's own times when it has them (a trace; `rate` is then unused),
+// up to warmup + duration. Errors: the cluster's
 // start-up errors (400). `workload` must be valid for the whole call.
 Result<Report> simulate(const Workload& workload, const SimulateOptions& options,
                         const sim::ClusterConfig& cluster);

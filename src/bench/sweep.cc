@@ -88,4 +88,76 @@ SweepResult find_saturation(const SweepOptions& options, const StageRunner& run_
   return result;
 }
 
+Result<SweepOptions> make_sweep_options(double start_rate, double probe_duration_s, int max_probes,
+                                        std::span<const double> percents) {
+  if (!(start_rate > 0 && start_rate <= 1e6)) {
+    return Status::bad_request("--sweep-start-rate must be > 0");
+  }
+  if (!(probe_duration_s > 0 && probe_duration_s <= 1e7)) {
+    return Status::bad_request("--sweep-probe-duration must be > 0 seconds");
+  }
+  if (max_probes < 1 || max_probes > 40) {
+    return Status::bad_request("--sweep-max-probes must be between 1 and 40");
+  }
+  if (percents.empty()) {
+    return Status::bad_request("--sweep-fractions: give at least one percentage");
+  }
+  SweepOptions options;
+  options.start_rate = start_rate;
+  options.max_probes = max_probes;
+  options.fractions.clear();
+  for (double percent : percents) {
+    if (!(percent > 0 && percent <= 1000)) {
+      return Status::bad_request("--sweep-fractions: percentages must be in (0, 1000]");
+    }
+    options.fractions.push_back(percent / 100);
+  }
+  return options;
+}
+
+ProbeResult probe_result(const Report& report) {
+  return ProbeResult{.offered_rate = report.launch_rate,
+                     .achieved_rate = report.achieved_rate,
+                     .e2e_p90_ms = report.e2e_ms.p90,
+                     .window_s = report.window_seconds,
+                     .launched = report.launched,
+                     .failed = report.failed,
+                     .generator_kept_up = report.generator_kept_up};
+}
+
+std::string format_probe_line(int number, const Report& report) {
+  return fmt::format(
+      "probe {:>2}  {:>9.2f} req/s offered  {:>9.2f} achieved  e2e p90 {:>9.1f} ms  failed {}  "
+      "kept up {}\n",
+      number, report.launch_rate, report.achieved_rate, report.e2e_ms.p90, report.failed,
+      report.generator_kept_up ? "yes" : "NO");
+}
+
+std::string format_sweep_line(const SweepResult& sweep) {
+  std::string ladder;
+  for (double rate : sweep.ladder)
+    ladder += fmt::format("{}{:g}", ladder.empty() ? "" : ", ", rate);
+  return fmt::format("sweep     {}; saturation rate {:.2f} req/s; ladder {} req/s\n",
+                     sweep.stop_reason, sweep.saturation_rate, ladder.empty() ? "-" : ladder);
+}
+
+nlohmann::json sweep_json(const SweepResult& sweep, const SweepOptions& options,
+                          double probe_duration_s) {
+  nlohmann::json probes = nlohmann::json::array();
+  for (std::size_t index = 0; index < sweep.probes.size(); ++index) {
+    const ProbeResult& probe = sweep.probes[index];
+    probes.push_back({{"rate", sweep.probe_rates[index]},
+                      {"launch_rate", probe.offered_rate},
+                      {"achieved_rate", probe.achieved_rate},
+                      {"e2e_p90_ms", probe.e2e_p90_ms},
+                      {"launched", probe.launched},
+                      {"failed", probe.failed},
+                      {"generator_kept_up", probe.generator_kept_up}});
+  }
+  return {{"start_rate", options.start_rate},         {"growth", kSweepGrowth},
+          {"probe_duration_s", probe_duration_s},     {"probes", probes},
+          {"saturation_rate", sweep.saturation_rate}, {"stop_reason", sweep.stop_reason},
+          {"fractions", options.fractions},           {"ladder", sweep.ladder}};
+}
+
 }  // namespace infergate::bench

@@ -20,10 +20,14 @@
 // Pure: the probes are run by the caller's StageRunner (real stages in the CLI, a fake in tests).
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <vector>
+
+#include "bench/report.h"
+#include "common/status.h"
 
 namespace infergate::bench {
 
@@ -66,6 +70,26 @@ struct SweepResult {
 std::string saturation_reason(const ProbeResult& probe, std::span<const ProbeResult> earlier);
 
 SweepResult find_saturation(const SweepOptions& options, const StageRunner& run_probe);
+
+// The --sweep flags' values (`infergate bench` and `infergate simulate`), 400 naming the flag:
+// start rate in (0, 1e6], probe duration in (0, 1e7] s, max probes in [1, 40], at least one
+// percentage, each in (0, 1000]. On success, the options (fractions = percents / 100).
+Result<SweepOptions> make_sweep_options(double start_rate, double probe_duration_s, int max_probes,
+                                        std::span<const double> percents);
+
+// What a probe stage's report shows, for saturation_reason().
+ProbeResult probe_result(const Report& report);
+
+// The one-line summaries the CLI prints: a probe ("probe  3  ... req/s offered ...") and the
+// search's outcome ("sweep     <stop reason>; saturation rate ...; ladder ... req/s").
+std::string format_probe_line(int number, const Report& report);
+std::string format_sweep_line(const SweepResult& sweep);
+
+// The JSON `sweep` section: {start_rate, growth, probe_duration_s, probes [{rate, launch_rate,
+// achieved_rate, e2e_p90_ms, launched, failed, generator_kept_up}], saturation_rate, stop_reason,
+// fractions, ladder}.
+nlohmann::json sweep_json(const SweepResult& sweep, const SweepOptions& options,
+                          double probe_duration_s);
 
 // fraction x saturation_rate for each fraction, rounded to 0.01 req/s, at least 0.01.
 std::vector<double> sweep_ladder(double saturation_rate, std::span<const double> fractions);

@@ -22,12 +22,14 @@
 
 #include "bench/html_report.h"
 #include "bench/load.h"
+#include "bench/oracle.h"
 #include "bench/progress.h"
 #include "bench/report.h"
 #include "bench/server_metrics.h"
 #include "bench/sweep.h"
 #include "bench/workload.h"
 #include "cli/commands.h"
+#include "cli/workload_flags.h"
 
 namespace infergate::cli {
 namespace {
@@ -53,12 +55,9 @@ struct BenchFlags {
   std::optional<double> stage_duration_s;   // --stage-duration (default: --duration)
   std::string before_each;                  // --before-each: shell command run before each target
   std::vector<std::string> server_metrics;  // --server-metrics: the model servers' /metrics URLs
+  int oracle_block_size = 16;               // --oracle-block-size: the servers' KV block size
   bool no_progress = false;                 // --no-progress
-  bool sweep = false;                       // --sweep: find saturation, then a ladder
-  double sweep_start_rate = 1;
-  double sweep_probe_duration_s = 10;
-  int sweep_max_probes = 12;
-  std::vector<double> sweep_fractions = {25, 50, 75, 90, 100};  // percent
+  SweepFlags sweep;                         // --sweep and its options
 };
 
 // One target of a comparison.
@@ -123,39 +122,23 @@ Result<bench::BenchConfig> resolve(const BenchFlags& flags) {
   load.target = *target;
   const int modes = static_cast<int>(flags.rate.has_value()) +
                     static_cast<int>(flags.concurrency.has_value()) +
-                    static_cast<int>(!flags.rates.empty()) + static_cast<int>(flags.sweep);
+                    static_cast<int>(!flags.rates.empty()) + static_cast<int>(flags.sweep.enabled);
   const bool trace = config.workload.kind == bench::WorkloadKind::kTrace;
   if (modes != 1 && !(trace && modes == 0)) {
     return Status::bad_request(
         "give exactly one of --rate (open loop), --rates (a ladder of open-loop stages), --sweep "
         "(find the saturation rate, then a ladder below it) or --concurrency");
   }
-  if (flags.sweep) {
+  if (flags.sweep.enabled) {
     if (trace) return Status::bad_request("--sweep: a trace brings its own arrival times");
-    if (!(flags.sweep_start_rate > 0 && flags.sweep_start_rate <= 1e6)) {
-      return Status::bad_request("--sweep-start-rate must be > 0");
-    }
-    if (!(flags.sweep_probe_duration_s > 0 && flags.sweep_probe_duration_s <= 1e7)) {
-      return Status::bad_request("--sweep-probe-duration must be > 0 seconds");
-    }
-    if (flags.sweep_max_probes < 1 || flags.sweep_max_probes > 40) {
-      return Status::bad_request("--sweep-max-probes must be between 1 and 40");
-    }
-    if (flags.sweep_fractions.empty()) {
-      return Status::bad_request("--sweep-fractions: give at least one percentage");
-    }
-    for (double percent : flags.sweep_fractions) {
-      if (!(percent > 0 && percent <= 1000)) {
-        return Status::bad_request("--sweep-fractions: percentages must be in (0, 1000]");
-      }
-    }
+    if (auto valid = sweep_options(flags.sweep); !valid) return valid.status();
   }
   if (modes == 0) {
     // A trace brings its own arrival times; the open-loop rate is not used.
     load.mode = bench::LoadMode::kRate;
-  } else if (flags.sweep) {
+  } else if (flags.sweep.enabled) {
     load.mode = bench::LoadMode::kRate;
-    load.rate = flags.sweep_start_rate;
+    load.rate = flags.sweep.start_rate;
   } else if (flags.rate || !flags.rates.empty()) {
     load.mode = bench::LoadMode::kRate;
     load.rate = flags.rate ? *flags.rate : flags.rates.front();
@@ -174,9 +157,10 @@ Result<bench::BenchConfig> resolve(const BenchFlags& flags) {
   if (flags.stage_duration_s && !(*flags.stage_duration_s >= 0 && *flags.stage_duration_s <= 1e7)) {
     return Status::bad_request("--stage-duration must be between 0 and 1e7 seconds");
   }
-  load.duration = from_seconds(flags.stage_duration_s && (!flags.rates.empty() || flags.sweep)
-                                   ? *flags.stage_duration_s
-                                   : flags.duration_s);
+  load.duration =
+      from_seconds(flags.stage_duration_s && (!flags.rates.empty() || flags.sweep.enabled)
+                       ? *flags.stage_duration_s
+                       : flags.duration_s);
   load.warmup = from_seconds(flags.warmup_s);
   load.timeout = from_seconds(flags.timeout_s);
   load.progress_interval = from_seconds(flags.progress_s);
@@ -376,25 +360,6 @@ std::string format_runs_summary(const std::vector<std::string>& names,
   return out;
 }
 
-nlohmann::json sweep_json(const bench::SweepResult& sweep, const bench::SweepOptions& options,
-                          double probe_duration_s) {
-  nlohmann::json probes = nlohmann::json::array();
-  for (std::size_t index = 0; index < sweep.probes.size(); ++index) {
-    const bench::ProbeResult& probe = sweep.probes[index];
-    probes.push_back({{"rate", sweep.probe_rates[index]},
-                      {"launch_rate", probe.offered_rate},
-                      {"achieved_rate", probe.achieved_rate},
-                      {"e2e_p90_ms", probe.e2e_p90_ms},
-                      {"launched", probe.launched},
-                      {"failed", probe.failed},
-                      {"generator_kept_up", probe.generator_kept_up}});
-  }
-  return {{"start_rate", options.start_rate},         {"growth", bench::kSweepGrowth},
-          {"probe_duration_s", probe_duration_s},     {"probes", probes},
-          {"saturation_rate", sweep.saturation_rate}, {"stop_reason", sweep.stop_reason},
-          {"fractions", options.fractions},           {"ladder", sweep.ladder}};
-}
-
 int run_bench(const BenchFlags& flags) {
   auto config = resolve(flags);
   if (!config) {
@@ -435,7 +400,7 @@ int run_bench(const BenchFlags& flags) {
   };
   std::vector<double> stages =
       flags.rates.empty() ? std::vector<double>{config->load.rate} : flags.rates;
-  if (!flags.sweep) {
+  if (!flags.sweep.enabled) {
     for (std::size_t index = 0; index < parsed_targets.size(); ++index) {
       for (double rate : stages) {
         if (auto run = stage_config(index, rate); !run) {
@@ -516,6 +481,10 @@ int run_bench(const BenchFlags& flags) {
     }
     bench::Report report = bench::make_report(outcome->result);
     report.server_prefix_cache = std::move(outcome->server_prefix_cache);
+    if (!servers.empty()) {
+      report.prefix_oracle =
+          bench::oracle_bound(*workload, outcome->result, flags.oracle_block_size);
+    }
     if (print_table) fmt::print("{}", bench::format_report_table(report, run));
     std::fflush(stdout);
     if (!report.generator_kept_up) {
@@ -534,11 +503,8 @@ int run_bench(const BenchFlags& flags) {
 
   std::optional<bench::SweepResult> sweep;
   bench::SweepOptions sweep_options;
-  if (flags.sweep) {
-    sweep_options.start_rate = flags.sweep_start_rate;
-    sweep_options.max_probes = flags.sweep_max_probes;
-    sweep_options.fractions.clear();
-    for (double percent : flags.sweep_fractions) sweep_options.fractions.push_back(percent / 100);
+  if (flags.sweep.enabled) {
+    sweep_options = *cli::sweep_options(flags.sweep);  // validated with the flags
     const std::string& name = targets->front().name;
     if (!before_each(name)) return 1;
     int probe_number = 0;
@@ -551,30 +517,15 @@ int run_bench(const BenchFlags& flags) {
             return std::nullopt;
           }
           probe->load.warmup = Duration::zero();
-          probe->load.duration = from_seconds(flags.sweep_probe_duration_s);
+          probe->load.duration = from_seconds(flags.sweep.probe_duration_s);
           auto report =
               run_stage(*probe, name, fmt::format("saturation probe {}", ++probe_number), false);
           if (!report || signals_received > 0) return std::nullopt;
-          fmt::print(
-              "probe {:>2}  {:>9.2f} req/s offered  {:>9.2f} achieved  e2e p90 {:>9.1f} ms  "
-              "failed {}  kept up {}\n",
-              probe_number, report->launch_rate, report->achieved_rate, report->e2e_ms.p90,
-              report->failed, report->generator_kept_up ? "yes" : "NO");
+          fmt::print("{}", bench::format_probe_line(probe_number, *report));
           std::fflush(stdout);
-          return bench::ProbeResult{.offered_rate = report->launch_rate,
-                                    .achieved_rate = report->achieved_rate,
-                                    .e2e_p90_ms = report->e2e_ms.p90,
-                                    .window_s = report->window_seconds,
-                                    .launched = report->launched,
-                                    .failed = report->failed,
-                                    .generator_kept_up = report->generator_kept_up};
+          return bench::probe_result(*report);
         });
-    std::string ladder_text;
-    for (double rate : sweep->ladder) {
-      ladder_text += fmt::format("{}{:g}", ladder_text.empty() ? "" : ", ", rate);
-    }
-    fmt::print("sweep     {}; saturation rate {:.2f} req/s; ladder {} req/s\n", sweep->stop_reason,
-               sweep->saturation_rate, ladder_text.empty() ? "-" : ladder_text);
+    fmt::print("{}", bench::format_sweep_line(*sweep));
     if (sweep->interrupted || sweep->ladder.empty()) {
       spdlog::error("bench: --sweep found no saturation rate to build a ladder on");
       return 1;
@@ -617,7 +568,8 @@ int run_bench(const BenchFlags& flags) {
     document = runs.front();
   } else {
     document = {{"schema", "infergate.bench.runs.v1"}, {"runs", runs}};
-    if (sweep) document["sweep"] = sweep_json(*sweep, sweep_options, flags.sweep_probe_duration_s);
+    if (sweep)
+      document["sweep"] = bench::sweep_json(*sweep, sweep_options, flags.sweep.probe_duration_s);
   }
   if (json_file.is_open()) {
     json_file << document.dump(2) << "\n";
@@ -687,51 +639,7 @@ Runner add_bench_command(CLI::App& app) {
       ->add_option("--warmup", flags->warmup_s,
                    "Seconds of load before the measured time (sent, not measured; 0: none)")
       ->capture_default_str();
-  bench
-      ->add_option("--workload", flags->workload,
-                   "random, shared-prefix, sharegpt (ShareGPT-like prompt/output lengths), "
-                   "multi-turn (chat sessions) or trace (replay of --trace)")
-      ->capture_default_str();
-  bench->add_option("--prompt-tokens", workload.prompt_tokens, "random: prompt length in tokens")
-      ->capture_default_str();
-  bench
-      ->add_option("--output-tokens", workload.output_tokens,
-                   "Output tokens per request (max_tokens, with ignore_eos); multi-turn: also "
-                   "the length of each earlier assistant reply; sharegpt and trace set their own")
-      ->capture_default_str();
-  bench
-      ->add_option("--num-groups", workload.num_groups,
-                   "shared-prefix: groups, each with its own system prompt")
-      ->capture_default_str();
-  bench
-      ->add_option("--prompts-per-group", workload.prompts_per_group,
-                   "shared-prefix: distinct questions per group")
-      ->capture_default_str();
-  bench
-      ->add_option("--system-prompt-tokens", workload.system_prompt_tokens,
-                   "shared-prefix, multi-turn: system prompt length in tokens")
-      ->capture_default_str();
-  bench
-      ->add_option("--question-tokens", workload.question_tokens,
-                   "shared-prefix: question length in tokens")
-      ->capture_default_str();
-  bench
-      ->add_option("--sessions", workload.num_sessions,
-                   "multi-turn: chat sessions in flight; request i is a turn of session i mod "
-                   "--sessions, so a session's turns are --sessions requests apart")
-      ->capture_default_str();
-  bench->add_option("--turns", workload.turns_per_session, "multi-turn: turns per session")
-      ->capture_default_str();
-  bench
-      ->add_option("--user-tokens", workload.user_turn_tokens,
-                   "multi-turn: tokens of each user message")
-      ->capture_default_str();
-  bench->add_option(
-      "--trace", workload.trace_path,
-      "trace: JSONL file, one request per line: {\"timestamp\": seconds from the start, "
-      "\"prompt\": text or \"prompt_tokens\": n, \"output_tokens\": n, \"session_id\": "
-      "optional}; arrivals follow the timestamps unless --concurrency is given (default: "
-      "none)");
+  add_workload_flags(*bench, flags->workload, workload);
   bench->add_option("--seed", workload.seed, "Seed for prompts, their order and arrival times")
       ->capture_default_str();
   bench
@@ -748,32 +656,20 @@ Runner add_bench_command(CLI::App& app) {
                    "/metrics), comma-separated: their vllm:prefix_cache_hits / queries counters "
                    "are read when each stage's measured window opens and after it drains, and "
                    "the stage reports hit rate = sum of hit deltas / sum of query deltas "
-                   "(default: none)")
+                   "(default: none), next to the ORACLE bound for the stage's requests (an "
+                   "infinite cache behind perfect routing, from an empty cache at the start of the "
+                   "stage: reset the servers' caches with --before-each to compare)")
       ->delimiter(',');
+  bench
+      ->add_option("--oracle-block-size", flags->oracle_block_size,
+                   "KV-cache block size in tokens of the model servers, for the ORACLE bound "
+                   "(--server-metrics)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   bench->add_flag("--no-progress", flags->no_progress,
                   "No progress bar (default: a one-line bar on stderr when it is a terminal: "
                   "stage, elapsed / total, requests done, in flight, errors)");
-  auto* sweep = bench->add_flag(
-      "--sweep", flags->sweep,
-      "Find the saturation rate first (probes at --sweep-start-rate x 2, x 4, ... until the "
-      "achieved rate stops rising, falls short of the offered rate, e2e p90 explodes, requests "
-      "fail or the generator falls behind; against the first target), then run every target at "
-      "--sweep-fractions of it, each stage for --stage-duration (instead of --rate / --rates)");
-  bench
-      ->add_option("--sweep-start-rate", flags->sweep_start_rate,
-                   "--sweep: the first probe's rate in req/s")
-      ->capture_default_str();
-  bench
-      ->add_option("--sweep-probe-duration", flags->sweep_probe_duration_s,
-                   "--sweep: measured seconds of each probe (no warm-up)")
-      ->capture_default_str();
-  bench->add_option("--sweep-max-probes", flags->sweep_max_probes, "--sweep: probes at most")
-      ->capture_default_str();
-  bench
-      ->add_option("--sweep-fractions", flags->sweep_fractions,
-                   "--sweep: the ladder, in percent of the saturation rate")
-      ->delimiter(',')
-      ->capture_default_str();
+  auto* sweep = add_sweep_flags(*bench, flags->sweep, "the first target");
   sweep->excludes(rate);
   sweep->excludes(rates);
   sweep->excludes(concurrency);

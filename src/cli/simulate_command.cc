@@ -4,13 +4,17 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <vector>
 
 #include "bench/report.h"
 #include "bench/simulate.h"
+#include "bench/sweep.h"
 #include "bench/workload.h"
 #include "cli/commands.h"
 #include "cli/engine_flags.h"
+#include "cli/workload_flags.h"
 #include "common/duration.h"
 #include "datastore/static_pool.h"
 
@@ -30,6 +34,7 @@ struct SimulateFlags {
   std::vector<std::string> configs;
   std::string scrape_interval = "50ms";
   std::string output_json;
+  SweepFlags sweep;  // --sweep: the saturation rate of the first configuration, then a ladder
 };
 
 // The configurations to compare, in command-line order: --policy values, then --config files.
@@ -116,24 +121,81 @@ int run_simulate(const SimulateFlags& flags) {
     if (!json_file) return fail(Status::bad_request("--output: cannot write " + flags.output_json));
   }
 
+  // --sweep: probes against the first configuration, then the ladder; else the one --rate.
+  std::vector<double> rates = {flags.rate};
+  std::optional<bench::SweepResult> sweep;
+  bench::SweepOptions sweep_options;
+  if (flags.sweep.enabled) {
+    if (workload->has_fixed_arrivals()) {
+      return fail(Status::bad_request("--sweep: a trace brings its own arrival times"));
+    }
+    auto parsed = cli::sweep_options(flags.sweep);
+    if (!parsed) return fail(parsed.status());
+    sweep_options = *parsed;
+    int probe_number = 0;
+    bool failed = false;
+    sweep = bench::find_saturation(
+        sweep_options, [&](double rate) -> std::optional<bench::ProbeResult> {
+          bench::SimulateOptions probe = options;
+          probe.rate = rate;
+          probe.warmup = Duration::zero();
+          probe.duration = from_seconds(flags.sweep.probe_duration_s);
+          auto report = bench::simulate(*workload, probe, configs->front());
+          if (!report) {
+            spdlog::error("{}", report.status().message());
+            failed = true;
+            return std::nullopt;
+          }
+          fmt::print("{}", bench::format_probe_line(++probe_number, *report));
+          std::fflush(stdout);
+          return bench::probe_result(*report);
+        });
+    if (failed) return 2;
+    fmt::print("{}", bench::format_sweep_line(*sweep));
+    if (sweep->ladder.empty()) {
+      return fail(Status::internal("--sweep found no saturation rate to build a ladder on"));
+    }
+    rates = sweep->ladder;
+  }
+
   std::vector<bench::Report> reports;
   std::vector<bench::BenchConfig> bench_configs;
-  for (const sim::ClusterConfig& config : *configs) {
-    const auto started = std::chrono::steady_clock::now();
-    auto report = bench::simulate(*workload, options, config);
-    if (!report) return fail(report.status());
-    const double wall_s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    spdlog::info("simulate: {} ({}): {} requests, {:g} virtual s in {:.2f} s of real time",
-                 config.name, sim::to_string(config.policy),
-                 report->launched + report->warmup_requests,
-                 to_seconds(options.warmup + options.duration), wall_s);
-    reports.push_back(std::move(*report));
-    bench_configs.push_back(bench::simulate_bench_config(*workload, options));
+  for (std::size_t stage = 0; stage < rates.size(); ++stage) {
+    options.rate = rates[stage];
+    std::vector<bench::Report> stage_reports;
+    std::vector<bench::BenchConfig> stage_configs;
+    for (const sim::ClusterConfig& config : *configs) {
+      const auto started = std::chrono::steady_clock::now();
+      auto report = bench::simulate(*workload, options, config);
+      if (!report) return fail(report.status());
+      const double wall_s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      spdlog::info("simulate: {} ({}): {} requests, {:g} virtual s in {:.2f} s of real time",
+                   config.name, sim::to_string(config.policy),
+                   report->launched + report->warmup_requests,
+                   to_seconds(options.warmup + options.duration), wall_s);
+      stage_reports.push_back(std::move(*report));
+      stage_configs.push_back(bench::simulate_bench_config(*workload, options));
+    }
+    if (sweep) {
+      fmt::print("\nstage {} of {}: {:g} req/s ({:g}% of the saturation rate)\n", stage + 1,
+                 rates.size(), rates[stage], 100 * sweep_options.fractions[stage]);
+    }
+    fmt::print("{}", bench::format_comparison_table(stage_reports, stage_configs));
+    std::fflush(stdout);
+    for (std::size_t i = 0; i < stage_reports.size(); ++i) {
+      reports.push_back(std::move(stage_reports[i]));
+      bench_configs.push_back(std::move(stage_configs[i]));
+    }
   }
-  fmt::print("{}", bench::format_comparison_table(reports, bench_configs));
   if (json_file.is_open()) {
-    json_file << bench::format_comparison_json(reports, bench_configs);
+    std::string document = bench::format_comparison_json(reports, bench_configs);
+    if (sweep) {
+      auto parsed = nlohmann::ordered_json::parse(document);
+      parsed["sweep"] = bench::sweep_json(*sweep, sweep_options, flags.sweep.probe_duration_s);
+      document = parsed.dump(2) + "\n";
+    }
+    json_file << document;
     if (!json_file.flush()) return fail(Status::internal("--output: write failed"));
   }
   return 0;
@@ -165,7 +227,10 @@ Runner add_simulate_command(CLI::App& app) {
                    "How often each replica's metrics reach the picker (Go duration), like the "
                    "collectors' --refresh-metrics-interval")
       ->capture_default_str();
-  simulate->add_option("--rate", flags->rate, "Mean requests per second (Poisson arrivals)")
+  simulate
+      ->add_option("--rate", flags->rate,
+                   "Mean requests per second (Poisson arrivals; unused with --workload trace, "
+                   "which arrives at its timestamps)")
       ->capture_default_str();
   simulate->add_option("--duration", flags->duration_s, "Measured virtual seconds")
       ->capture_default_str();
@@ -179,36 +244,15 @@ Runner add_simulate_command(CLI::App& app) {
       ->add_option("--api", flags->api,
                    "completions (/v1/completions) or chat (/v1/chat/completions)")
       ->capture_default_str();
-  simulate->add_option("--workload", flags->workload, "random or shared-prefix")
-      ->capture_default_str();
-  simulate->add_option("--prompt-tokens", workload.prompt_tokens, "random: prompt length in tokens")
-      ->capture_default_str();
-  simulate
-      ->add_option("--output-tokens", workload.output_tokens,
-                   "Output tokens per request (max_tokens, with ignore_eos)")
-      ->capture_default_str();
-  simulate
-      ->add_option("--num-groups", workload.num_groups,
-                   "shared-prefix: groups, each with its own system prompt")
-      ->capture_default_str();
-  simulate
-      ->add_option("--prompts-per-group", workload.prompts_per_group,
-                   "shared-prefix: distinct questions per group")
-      ->capture_default_str();
-  simulate
-      ->add_option("--system-prompt-tokens", workload.system_prompt_tokens,
-                   "shared-prefix: system prompt length in tokens")
-      ->capture_default_str();
-  simulate
-      ->add_option("--question-tokens", workload.question_tokens,
-                   "shared-prefix: question length in tokens")
-      ->capture_default_str();
+  add_workload_flags(*simulate, flags->workload, workload);
   simulate
       ->add_option("--seed", workload.seed,
                    "Seed for prompts, their order, arrival times and the routing draws")
       ->capture_default_str();
   simulate->add_option("--output,--output-json", flags->output_json,
                        "Also write the reports as JSON to this file (default: none)");
+  add_sweep_flags(*simulate, flags->sweep, "the first configuration")
+      ->excludes(simulate->get_option("--rate"));
   add_engine_flags(*simulate, flags->engine, "--model-profile");
   return [flags] { return run_simulate(*flags); };
 }

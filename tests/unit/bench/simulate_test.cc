@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 namespace infergate::bench {
@@ -133,6 +134,33 @@ TEST(SimulateTest, RejectsBadSchedules) {
                 .http_status(),
             400);
   EXPECT_FALSE(simulate(workload, schedule(1, 0), small_cluster(sim::RoutingPolicy::kRandom)).ok());
+}
+
+TEST(SimulateTest, ATraceArrivesAtItsTimestampsWithinTheWindow) {
+  const std::string path = ::testing::TempDir() + "infergate_simulate_trace.jsonl";
+  std::ofstream(path) << R"({"timestamp": 0.5, "prompt_tokens": 40, "output_tokens": 3})"
+                      << "\n"
+                      << R"({"timestamp": 1.5, "prompt_tokens": 40, "output_tokens": 3})"
+                      << "\n"
+                      << R"({"timestamp": 2.5, "prompt_tokens": 40, "output_tokens": 3})"
+                      << "\n"
+                      << R"({"timestamp": 9, "prompt_tokens": 40, "output_tokens": 3})"
+                      << "\n";
+  WorkloadOptions options;
+  options.model = "m";
+  options.kind = WorkloadKind::kTrace;
+  options.trace_path = path;
+  auto workload = Workload::create(options);
+  ASSERT_TRUE(workload.ok()) << workload.status().message();
+  // rate is unused; the warm-up takes the first entry, the window [1, 5) the next two, and the
+  // entry at 9 s is past the end.
+  auto report =
+      simulate(*workload, schedule(1000, 4, 1), small_cluster(sim::RoutingPolicy::kRoundRobin));
+  ASSERT_TRUE(report.ok()) << report.status().message();
+  EXPECT_EQ(report->warmup_requests, 1u);
+  EXPECT_EQ(report->launched, 2u);
+  EXPECT_EQ(report->succeeded, 2u);
+  EXPECT_EQ(report->output_tokens, 6);
 }
 
 }  // namespace

@@ -121,5 +121,62 @@ TEST(SweepTest, LadderRoundsToHundredthsAndNeverReachesZero) {
   EXPECT_TRUE(sweep_ladder(0, fractions).empty());
 }
 
+TEST(SweepTest, FlagsBecomeOptionsOrA400NamingTheFlag) {
+  const std::vector<double> percents = {50, 125};
+  auto options = make_sweep_options(2, 10, 6, percents);
+  ASSERT_TRUE(options.ok());
+  EXPECT_EQ(options->start_rate, 2);
+  EXPECT_EQ(options->max_probes, 6);
+  EXPECT_EQ(options->fractions, (std::vector<double>{0.5, 1.25}));
+
+  auto message = [](Result<SweepOptions> result) {
+    EXPECT_EQ(result.status().http_status(), 400);
+    return result.status().message();
+  };
+  EXPECT_NE(message(make_sweep_options(0, 10, 6, percents)).find("--sweep-start-rate"),
+            std::string::npos);
+  EXPECT_NE(message(make_sweep_options(1, 0, 6, percents)).find("--sweep-probe-duration"),
+            std::string::npos);
+  EXPECT_NE(message(make_sweep_options(1, 10, 0, percents)).find("--sweep-max-probes"),
+            std::string::npos);
+  EXPECT_NE(message(make_sweep_options(1, 10, 6, {})).find("--sweep-fractions"), std::string::npos);
+  const std::vector<double> too_high = {1001};
+  EXPECT_NE(message(make_sweep_options(1, 10, 6, too_high)).find("(0, 1000]"), std::string::npos);
+}
+
+TEST(SweepTest, AProbeIsReadFromItsReportAndPrintedOnOneLine) {
+  Report report;
+  report.launch_rate = 8;
+  report.achieved_rate = 7.5;
+  report.e2e_ms.p90 = 120;
+  report.window_seconds = 10;
+  report.launched = 80;
+  report.failed = 1;
+  report.generator_kept_up = false;
+  const ProbeResult probe = probe_result(report);
+  EXPECT_EQ(probe.offered_rate, 8);
+  EXPECT_EQ(probe.achieved_rate, 7.5);
+  EXPECT_EQ(probe.e2e_p90_ms, 120);
+  EXPECT_EQ(probe.window_s, 10);
+  EXPECT_EQ(probe.launched, 80u);
+  EXPECT_EQ(probe.failed, 1u);
+  EXPECT_FALSE(probe.generator_kept_up);
+  EXPECT_EQ(
+      format_probe_line(3, report),
+      "probe  3       8.00 req/s offered       7.50 achieved  e2e p90     120.0 ms  failed 1  "
+      "kept up NO\n");
+
+  FakeCluster cluster{.capacity = 20};
+  const SweepOptions options{.start_rate = 2, .fractions = {0.5, 1.0}};
+  const SweepResult result = find_saturation(options, cluster.runner());
+  EXPECT_EQ(format_sweep_line(result), "sweep     " + result.stop_reason +
+                                           "; saturation rate 20.00 req/s; ladder 10, 20 req/s\n");
+  const nlohmann::json json = sweep_json(result, options, 10);
+  EXPECT_EQ(json["saturation_rate"], 20);
+  EXPECT_EQ(json["probes"].size(), result.probes.size());
+  EXPECT_EQ(json["ladder"], (std::vector<double>{10, 20}));
+  EXPECT_EQ(json["probe_duration_s"], 10);
+}
+
 }  // namespace
 }  // namespace infergate::bench
