@@ -319,6 +319,29 @@ std::chrono::milliseconds Proxy::budget(const RequestState& state,
   return std::clamp(left, std::chrono::milliseconds(1), step);
 }
 
+std::optional<UpstreamEndpoint> Proxy::begin_attempt(RequestState& state, AttemptPlan& plan,
+                                                     const std::string& host_port,
+                                                     ExchangeTimeouts& timeouts, bool& timed_out) {
+  std::optional<UpstreamEndpoint> endpoint = parse_upstream_endpoint(host_port);
+  if (!plan.attempted().empty()) metrics_.count_retry();
+  plan.record_attempt(host_port);
+  ++state.record.attempts;
+  if (!endpoint) {
+    spdlog::error("gateway: the picker named an unusable endpoint \"{}\"", host_port);
+    return std::nullopt;
+  }
+  if (state.deadline && std::chrono::steady_clock::now() >= *state.deadline) {
+    timed_out = true;
+    return std::nullopt;
+  }
+  if (state.backend_request_timeout) {
+    state.attempt_deadline = std::chrono::steady_clock::now() + *state.backend_request_timeout;
+  }
+  timeouts = ExchangeTimeouts{.connect = budget(state, options_.connect_timeout),
+                              .first_byte = budget(state, options_.first_byte_timeout)};
+  return endpoint;
+}
+
 asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& request,
                                      http::ResponseWriter& writer, director::Headers headers,
                                      const RouteFunction& route) {
@@ -382,23 +405,11 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
       prototype = build_upstream_request(routed);
       continue;
     }
-    const std::optional<UpstreamEndpoint> endpoint = parse_upstream_endpoint(*next);
-    if (!plan.attempted().empty()) metrics_.count_retry();
-    plan.record_attempt(*next);
-    ++state.record.attempts;
-    if (!endpoint) {
-      spdlog::error("gateway: the picker named an unusable endpoint \"{}\"", *next);
-      continue;
-    }
-    if (state.deadline && std::chrono::steady_clock::now() >= *state.deadline) {
-      timed_out = true;
-      break;
-    }
-    if (state.backend_request_timeout) {
-      state.attempt_deadline = std::chrono::steady_clock::now() + *state.backend_request_timeout;
-    }
-    ExchangeTimeouts timeouts{.connect = budget(state, options_.connect_timeout),
-                              .first_byte = budget(state, options_.first_byte_timeout)};
+    ExchangeTimeouts timeouts;
+    const std::optional<UpstreamEndpoint> endpoint =
+        begin_attempt(state, plan, *next, timeouts, timed_out);
+    if (timed_out) break;
+    if (!endpoint) continue;
     auto outcome =
         co_await pool_.start_exchange(current_shard(), *endpoint, prototype, timeouts, cancel);
     if (cancel.cancelled() || writer.client_gone()) {

@@ -193,6 +193,13 @@ class Proxy {
   void client_gone(RequestState& state, director::RoutedRequest* routed);
   void finish(RequestState& state);
   std::chrono::milliseconds budget(const RequestState& state, std::chrono::milliseconds step) const;
+  // Starts the attempt at `host_port` (the next entry of `plan`): counts it and records it in the
+  // plan, then gives the endpoint to connect to with the attempt's timeouts in `timeouts`;
+  // nullopt when the entry is not a usable address (logged, try the next), or when the request's
+  // deadline has passed (`timed_out` set: stop).
+  std::optional<UpstreamEndpoint> begin_attempt(RequestState& state, AttemptPlan& plan,
+                                                const std::string& host_port,
+                                                ExchangeTimeouts& timeouts, bool& timed_out);
 
   const std::vector<ProxyPool> pools_;
   const std::shared_ptr<const RouteTable> routes_;

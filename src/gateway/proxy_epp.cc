@@ -175,23 +175,11 @@ asio::awaitable<void> Proxy::pick_through_epp(RequestState& state, const http::R
   bool timed_out = false;
   // The EPP's list is its decision: primary, then fallbacks; no re-route once it is used up.
   while (std::optional<std::string> next = plan.next()) {
-    const std::optional<UpstreamEndpoint> endpoint = parse_upstream_endpoint(*next);
-    if (!plan.attempted().empty()) metrics_.count_retry();
-    plan.record_attempt(*next);
-    ++state.record.attempts;
-    if (!endpoint) {
-      spdlog::error("gateway: the endpoint picker named an unusable endpoint \"{}\"", *next);
-      continue;
-    }
-    if (state.deadline && std::chrono::steady_clock::now() >= *state.deadline) {
-      timed_out = true;
-      break;
-    }
-    if (state.backend_request_timeout) {
-      state.attempt_deadline = std::chrono::steady_clock::now() + *state.backend_request_timeout;
-    }
-    const ExchangeTimeouts timeouts{.connect = budget(state, options_.connect_timeout),
-                                    .first_byte = budget(state, options_.first_byte_timeout)};
+    ExchangeTimeouts timeouts;
+    const std::optional<UpstreamEndpoint> endpoint =
+        begin_attempt(state, plan, *next, timeouts, timed_out);
+    if (timed_out) break;
+    if (!endpoint) continue;
     auto outcome =
         co_await pool_.start_exchange(current_shard(), *endpoint, prototype, timeouts, cancel);
     if (cancel.cancelled() || writer.client_gone()) {
