@@ -2,6 +2,7 @@
 
 #include <absl/synchronization/mutex.h>
 #include <fmt/format.h>
+#include <google/protobuf/arena.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server.h>
 #include <grpcpp/server_builder.h>
@@ -140,7 +141,7 @@ class StreamReactor final
   ExtProcService& service_;
   StreamProcessor processor_;      // used by one reaction at a time (one read outstanding)
   pb::ProcessingRequest request_;  // reused across reads
-  std::vector<pb::ProcessingResponse> answers_;  // scratch for on_message
+  Answers answers_;  // scratch for on_message, on the heap: moved into queue_ without copies
 
   std::mutex mutex_;
   State state_ = State::kOpen;                         // guarded
@@ -148,6 +149,36 @@ class StreamReactor final
   bool write_in_flight_ = false;                       // guarded
   ::grpc::Status finish_status_ = ::grpc::Status::OK;  // guarded
 };
+
+namespace {
+
+// A worker thread's arena for parsed ProcessingRequest messages, starting in a block of its own
+// so that a reset arena allocates nothing for typical messages.
+struct RequestArena {
+  static constexpr std::size_t kInitialBlockBytes = 32 * 1024;
+  static google::protobuf::ArenaOptions options(char* block) {
+    google::protobuf::ArenaOptions options;
+    options.initial_block = block;
+    options.initial_block_size = kInitialBlockBytes;
+    return options;
+  }
+  RequestArena() : arena(options(initial_block.get())) {}
+  std::unique_ptr<char[]> initial_block = std::make_unique<char[]>(kInitialBlockBytes);
+  google::protobuf::Arena arena;
+};
+
+RequestArena& request_arena() {
+  thread_local RequestArena arena;
+  return arena;
+}
+
+// Resets the arena when the message's handling ends, however it ends.
+struct ArenaReset {
+  google::protobuf::Arena& arena;
+  ~ArenaReset() { arena.Reset(); }
+};
+
+}  // namespace
 
 // One ext_proc stream on the native transport. Every callback runs on the connection's thread,
 // one at a time, and answers go straight to the transport's ordered send buffer.
@@ -166,10 +197,15 @@ class NativeProcessCall final : public h2::Call {
   }
 
   void on_message(std::string_view bytes) override {
-    // One message per worker thread, reused by every stream on it: once warm, its sub-messages
-    // and strings stay allocated and parsing into it allocates little. (The processor may move
-    // strings out; it keeps no reference to the message.)
-    thread_local pb::ProcessingRequest request;
+    // Parsed into a per-thread arena that is reset after the message is handled: its
+    // sub-messages and strings cost a pointer bump each and nothing to free one by one (a reused
+    // message would still destroy and rebuild its `request` oneof for every message, since
+    // consecutive messages carry different members). The processor may move strings out; it
+    // keeps no reference to the message.
+    RequestArena& arena = request_arena();
+    pb::ProcessingRequest& request =
+        *google::protobuf::Arena::CreateMessage<pb::ProcessingRequest>(&arena.arena);
+    const ArenaReset reset{arena.arena};
     if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       service_.metrics_.protocol_error("unparsable_message");
       processor_.on_stream_end();
@@ -179,6 +215,7 @@ class NativeProcessCall final : public h2::Call {
     answers_.clear();
     const StreamAction action = processor_.on_message(request, answers_);
     for (const pb::ProcessingResponse& answer : answers_) responder_.send(answer);
+    answers_.clear();
     switch (action) {
       case StreamAction::kContinue:
         break;
@@ -212,7 +249,9 @@ class NativeProcessCall final : public h2::Call {
   ExtProcService& service_;
   h2::CallResponder& responder_;
   StreamProcessor processor_;
-  std::vector<pb::ProcessingResponse> answers_;  // scratch for on_message
+  // Scratch for on_message, on the thread's arena (calls run on the thread that created them):
+  // serialised into the send buffer before the arena is reset.
+  Answers answers_{&request_arena().arena};
 };
 
 void ExtProcService::add_native_methods(h2::MethodTable& methods) {

@@ -265,18 +265,16 @@ void StreamProcessor::on_stream_end() {
   metrics_.stream_ended();
 }
 
-StreamAction StreamProcessor::on_message(pb::ProcessingRequest& message,
-                                         std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::on_message(pb::ProcessingRequest& message, Answers& out) {
   const std::size_t answered_before = out.size();
   const StreamAction action = handle(message, out);
   first_message_ = false;
   // The data plane ignores answers in observability mode: process, but say nothing.
-  if (message.observability_mode()) out.resize(answered_before);
+  if (message.observability_mode()) out.truncate(answered_before);
   return action;
 }
 
-StreamAction StreamProcessor::handle(pb::ProcessingRequest& message,
-                                     std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::handle(pb::ProcessingRequest& message, Answers& out) {
   if (request_state_ == RequestState::kFailed) {
     metrics_.protocol_error(local_replied_ ? "after_local_reply" : "after_protocol_error");
     return StreamAction::kContinue;
@@ -323,8 +321,7 @@ void StreamProcessor::note_subset(const pb::ProcessingRequest& message) {
   if (auto subset = read_subset(message)) subset_ = std::move(subset);
 }
 
-StreamAction StreamProcessor::on_request_headers(pb::ProcessingRequest& message,
-                                                 std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::on_request_headers(pb::ProcessingRequest& message, Answers& out) {
   if (request_state_ != RequestState::kAwaitHeaders) {
     return violation("duplicate_request_headers", "request_headers received twice");
   }
@@ -353,8 +350,7 @@ StreamAction StreamProcessor::on_request_headers(pb::ProcessingRequest& message,
   return StreamAction::kContinue;
 }
 
-StreamAction StreamProcessor::on_request_body(pb::ProcessingRequest& message,
-                                              std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::on_request_body(pb::ProcessingRequest& message, Answers& out) {
   if (request_state_ == RequestState::kAwaitHeaders) {
     return violation("body_before_headers", "request_body received before request_headers");
   }
@@ -386,7 +382,7 @@ StreamAction StreamProcessor::on_request_body(pb::ProcessingRequest& message,
 }
 
 StreamAction StreamProcessor::on_request_trailers(const pb::ProcessingRequest& message,
-                                                  std::vector<pb::ProcessingResponse>& out) {
+                                                  Answers& out) {
   switch (request_state_) {
     case RequestState::kAwaitHeaders:
       return violation("trailers_before_headers",
@@ -409,8 +405,7 @@ StreamAction StreamProcessor::on_request_trailers(const pb::ProcessingRequest& m
   }
 }
 
-StreamAction StreamProcessor::route_body(bool end_of_stream,
-                                         std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::route_body(bool end_of_stream, Answers& out) {
   auto routed = director_.route(
       {.headers = request_headers_, .body = body_, .subset = subset_, .owned_body = &body_});
   body_ = std::string();  // the client's bytes are no longer needed
@@ -423,8 +418,7 @@ StreamAction StreamProcessor::route_body(bool end_of_stream,
   return StreamAction::kContinue;
 }
 
-void StreamProcessor::append_headers_answer(std::size_t body_bytes,
-                                            std::vector<pb::ProcessingResponse>& out) {
+void StreamProcessor::append_headers_answer(std::size_t body_bytes, Answers& out) {
   pb::ProcessingResponse& answer = out.emplace_back();
   pb::CommonResponse* common = answer.mutable_request_headers()->mutable_response();
   common->set_clear_route_cache(true);
@@ -455,7 +449,7 @@ void StreamProcessor::append_headers_answer(std::size_t body_bytes,
 }
 
 void StreamProcessor::append_body(std::string&& body, bool end_of_stream, bool request_direction,
-                                  std::vector<pb::ProcessingResponse>& out) const {
+                                  Answers& out) const {
   auto add_chunk = [&](bool last) -> pb::StreamedBodyResponse& {
     pb::ProcessingResponse& answer = out.emplace_back();
     pb::BodyResponse* response =
@@ -484,8 +478,7 @@ void StreamProcessor::append_body(std::string&& body, bool end_of_stream, bool r
 }
 
 void StreamProcessor::append_response_bytes(std::string_view chunk, bool end_of_input,
-                                            bool end_of_stream,
-                                            std::vector<pb::ProcessingResponse>& out) {
+                                            bool end_of_stream, Answers& out) {
   // The director writes straight into the answer's body; usually that is the whole answer.
   pb::ProcessingResponse& answer = out.emplace_back();
   auto* streamed = answer.mutable_response_body()
@@ -507,8 +500,7 @@ void StreamProcessor::append_response_bytes(std::string_view chunk, bool end_of_
   append_body(std::move(released), end_of_stream, /*request_direction=*/false, out);
 }
 
-StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message,
-                                                  std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message, Answers& out) {
   if (request_state_ != RequestState::kRouted) {
     return violation("response_before_routing",
                      "response_headers received before the request was routed");
@@ -544,8 +536,7 @@ StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message
   return StreamAction::kContinue;
 }
 
-StreamAction StreamProcessor::on_response_body(pb::ProcessingRequest& message,
-                                               std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::on_response_body(pb::ProcessingRequest& message, Answers& out) {
   if (request_state_ != RequestState::kRouted) {
     return violation("response_before_routing",
                      "response_body received before the request was routed");
@@ -567,7 +558,7 @@ StreamAction StreamProcessor::on_response_body(pb::ProcessingRequest& message,
   return StreamAction::kContinue;
 }
 
-StreamAction StreamProcessor::on_response_trailers(std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::on_response_trailers(Answers& out) {
   if (request_state_ != RequestState::kRouted) {
     return violation("response_before_routing",
                      "response_trailers received before the request was routed");
@@ -589,8 +580,7 @@ StreamAction StreamProcessor::on_response_trailers(std::vector<pb::ProcessingRes
   return StreamAction::kContinue;
 }
 
-StreamAction StreamProcessor::local_reply(const Status& status,
-                                          std::vector<pb::ProcessingResponse>& out) {
+StreamAction StreamProcessor::local_reply(const Status& status, Answers& out) {
   pb::ImmediateResponse* reply = out.emplace_back().mutable_immediate_response();
   reply->mutable_status()->set_code(
       static_cast<::envoy::type::v3::StatusCode>(status.http_status()));

@@ -37,6 +37,9 @@
 //   released (finish(false)) at once.
 // - messages with observability_mode set are processed but never answered.
 
+#include <google/protobuf/arena.h>
+
+#include <boost/iterator/indirect_iterator.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -65,6 +68,52 @@ struct ProcessorOptions {
   // envoy.lb metadata of the request-headers answer and as a response header, both named
   // x-gateway-destination-endpoint-scores.
   bool emit_endpoint_scores = false;
+};
+
+// The answers to one ProcessingRequest, in order: a list of messages that live on an arena when
+// one is given (the transport serialises them, clears the list, then resets the arena, so that
+// building and dropping them costs pointer bumps instead of a heap allocation and a destructor
+// per sub-message) or on the heap (owned here; moving one into another heap message is then a
+// move, not a copy). Offers the few vector operations the processor and its callers use.
+class Answers {
+ public:
+  explicit Answers(google::protobuf::Arena* arena = nullptr) : arena_(arena) {}
+  ~Answers() { clear(); }
+  Answers(const Answers&) = delete;
+  Answers& operator=(const Answers&) = delete;
+
+  // Appends an empty message and returns it.
+  pb::ProcessingResponse& emplace_back() {
+    items_.push_back(google::protobuf::Arena::CreateMessage<pb::ProcessingResponse>(arena_));
+    return *items_.back();
+  }
+  void pop_back() {
+    drop(items_.back());
+    items_.pop_back();
+  }
+  // Keeps the first `count` messages (count <= size()).
+  void truncate(std::size_t count) {
+    while (items_.size() > count) pop_back();
+  }
+  void reserve(std::size_t count) { items_.reserve(count); }
+  void clear() { truncate(0); }
+
+  std::size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  pb::ProcessingResponse& operator[](std::size_t index) { return *items_[index]; }
+  const pb::ProcessingResponse& operator[](std::size_t index) const { return *items_[index]; }
+  auto begin() { return boost::make_indirect_iterator(items_.begin()); }
+  auto end() { return boost::make_indirect_iterator(items_.end()); }
+  auto begin() const { return boost::make_indirect_iterator(items_.cbegin()); }
+  auto end() const { return boost::make_indirect_iterator(items_.cend()); }
+
+ private:
+  void drop(pb::ProcessingResponse* message) {
+    if (arena_ == nullptr) delete message;  // arena messages go with the arena's reset
+  }
+
+  google::protobuf::Arena* arena_;
+  std::vector<pb::ProcessingResponse*> items_;
 };
 
 // What the stream must do after a message.
@@ -98,7 +147,7 @@ class StreamProcessor {
 
   // Handles one message from the data plane; appends the answers to `out` (possibly none).
   // Body bytes and header names and values may be moved out of `message`.
-  StreamAction on_message(pb::ProcessingRequest& message, std::vector<pb::ProcessingResponse>& out);
+  StreamAction on_message(pb::ProcessingRequest& message, Answers& out);
   // The stream ended (half-close, cancellation or transport error): releases the routed
   // request's accounting if its response did not complete. Idempotent.
   void on_stream_end();
@@ -111,33 +160,28 @@ class StreamProcessor {
   enum class RequestState { kAwaitHeaders, kBody, kRouted, kFailed };
   enum class ResponseState { kAwaitHeaders, kBody, kDone, kFailed };
 
-  StreamAction handle(pb::ProcessingRequest& message, std::vector<pb::ProcessingResponse>& out);
-  StreamAction on_request_headers(pb::ProcessingRequest& message,
-                                  std::vector<pb::ProcessingResponse>& out);
-  StreamAction on_request_body(pb::ProcessingRequest& message,
-                               std::vector<pb::ProcessingResponse>& out);
-  StreamAction on_request_trailers(const pb::ProcessingRequest& message,
-                                   std::vector<pb::ProcessingResponse>& out);
-  StreamAction on_response_headers(pb::ProcessingRequest& message,
-                                   std::vector<pb::ProcessingResponse>& out);
-  StreamAction on_response_body(pb::ProcessingRequest& message,
-                                std::vector<pb::ProcessingResponse>& out);
-  StreamAction on_response_trailers(std::vector<pb::ProcessingResponse>& out);
+  StreamAction handle(pb::ProcessingRequest& message, Answers& out);
+  StreamAction on_request_headers(pb::ProcessingRequest& message, Answers& out);
+  StreamAction on_request_body(pb::ProcessingRequest& message, Answers& out);
+  StreamAction on_request_trailers(const pb::ProcessingRequest& message, Answers& out);
+  StreamAction on_response_headers(pb::ProcessingRequest& message, Answers& out);
+  StreamAction on_response_body(pb::ProcessingRequest& message, Answers& out);
+  StreamAction on_response_trailers(Answers& out);
   // Keeps the subset hint of a request-direction message that carries one (a later one wins).
   void note_subset(const pb::ProcessingRequest& message);
   // Routes the buffered body and appends the headers answer and the body chunks (the last with
   // `end_of_stream`).
-  StreamAction route_body(bool end_of_stream, std::vector<pb::ProcessingResponse>& out);
+  StreamAction route_body(bool end_of_stream, Answers& out);
   // The request-headers answer; moves the stored request headers into it.
-  void append_headers_answer(std::size_t body_bytes, std::vector<pb::ProcessingResponse>& out);
+  void append_headers_answer(std::size_t body_bytes, Answers& out);
   // `body` as streamed_response chunks of at most body_chunk_bytes (one empty chunk when `body`
   // is empty and `end_of_stream`; nothing when it is empty otherwise).
   void append_body(std::string&& body, bool end_of_stream, bool request_direction,
-                   std::vector<pb::ProcessingResponse>& out) const;
+                   Answers& out) const;
   // Feeds one response chunk to the routed request and appends what it releases.
   void append_response_bytes(std::string_view chunk, bool end_of_input, bool end_of_stream,
-                             std::vector<pb::ProcessingResponse>& out);
-  StreamAction local_reply(const Status& status, std::vector<pb::ProcessingResponse>& out);
+                             Answers& out);
+  StreamAction local_reply(const Status& status, Answers& out);
   StreamAction violation(std::string_view reason, std::string message);
 
   director::Director& director_;

@@ -89,11 +89,14 @@ std::vector<double> normalize_bucket_bounds(std::string_view metric_name,
 }
 
 // An unambiguous lookup key for a list of label values (values may contain any byte).
-std::string series_key(std::span<const std::string_view> label_values) {
-  std::string key;
+// Each value prefixed by its length (4 raw bytes): unambiguous for any values. Built in a
+// per-thread buffer, so that looking up an existing series allocates nothing.
+std::string_view series_key(std::span<const std::string_view> label_values) {
+  thread_local std::string key;
+  key.clear();
   for (std::string_view value : label_values) {
-    key += std::to_string(value.size());
-    key.push_back(':');
+    const auto size = static_cast<std::uint32_t>(value.size());
+    key.append(reinterpret_cast<const char*>(&size), sizeof size);
     key += value;
   }
   return key;
@@ -246,14 +249,14 @@ Series& Family<Series>::get_or_create(std::span<const std::string_view> label_va
     note_label_count_error(label_values.size());
     return *detached_series_;
   }
-  std::string key = series_key(label_values);
+  const std::string_view key = series_key(label_values);
   std::lock_guard lock(mutex_);
   auto found = index_.find(key);
   if (found != index_.end()) {
     return found->second->series;
   }
   entries_.emplace_back(render_labels(label_values), upper_bounds_);
-  index_.emplace(std::move(key), std::prev(entries_.end()));
+  index_.emplace(std::string(key), std::prev(entries_.end()));
   return entries_.back().series;
 }
 
@@ -263,7 +266,7 @@ void Family<Series>::remove_values(std::span<const std::string_view> label_value
     note_label_count_error(label_values.size());
     return;
   }
-  std::string key = series_key(label_values);
+  const std::string_view key = series_key(label_values);
   std::lock_guard lock(mutex_);
   auto found = index_.find(key);
   if (found == index_.end()) {

@@ -119,7 +119,15 @@ class Family final : public FamilyBase {
   std::unique_ptr<Series> detached_series_;
   mutable std::mutex mutex_;
   std::list<Entry> entries_;  // creation order; list nodes never move
-  std::unordered_map<std::string, typename std::list<Entry>::iterator> index_;
+  // Keyed by series_key(values); looked up by string_view without building a std::string.
+  struct KeyHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const {
+      return std::hash<std::string_view>{}(key);
+    }
+  };
+  std::unordered_map<std::string, typename std::list<Entry>::iterator, KeyHash, std::equal_to<>>
+      index_;
 };
 
 using CounterFamily = Family<Counter>;

@@ -7,6 +7,7 @@
 // Plugins are created once from configuration and then called concurrently from many request
 // threads: their call operators must be thread-safe (most are stateless).
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -65,8 +66,12 @@ class PluginObserver {
 // Per-request scratch shared by the plugins of one scheduling cycle (e.g. prefix matches computed
 // once and read by the prefix scorer).
 struct CycleState {
-  // When set, every plugin call is timed (two clock reads each) and reported here.
+  // When set, every plugin call is timed and reported here. Consecutive calls share clock reads:
+  // a call's end is the next call's start (plugin_clock_mark), so the few nanoseconds of the
+  // scheduler's own work between two plugins count towards the second. Schedule() and
+  // pre_request() each start from a fresh reading.
   const PluginObserver* plugin_observer = nullptr;
+  std::chrono::steady_clock::time_point plugin_clock_mark{};
   std::uint64_t random_seed = 0;  // for pickers that shuffle or sample
   // Filled by the prefix-cache scorer, once per request: the prompt's block hashes and the
   // matched blocks per endpoint id. Kept in the state so a caller can reuse the buffers.

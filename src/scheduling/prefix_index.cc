@@ -4,6 +4,9 @@
 #include <atomic>
 #include <bit>
 #include <limits>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
 #include <utility>
 
 namespace infergate::scheduling {
@@ -75,6 +78,56 @@ struct Node {
   std::uint32_t next = kNil;  // towards the least recently used end; free-list link when free
 };
 
+// A reader-writer lock for critical sections of a few dozen instructions (one table probe or
+// update), taken once per prompt block: an uncontended acquire + release is two atomic operations
+// instead of pthread_rwlock's two library calls. Waiters spin briefly, then yield, so a holder
+// that was preempted does not cost a waiter its whole time slice. Writers are not preferred:
+// with critical sections this short and one lock per 1/shard_count of the index, a writer
+// waits at most for the readers already inside.
+class SpinSharedMutex {
+ public:
+  void lock() {
+    for (int attempt = 0;; ++attempt) {
+      std::uint32_t expected = 0;
+      if (state_.compare_exchange_weak(expected, kWriter, std::memory_order_acquire,
+                                       std::memory_order_relaxed)) {
+        return;
+      }
+      pause(attempt);
+    }
+  }
+  bool try_lock() {
+    std::uint32_t expected = 0;
+    return state_.compare_exchange_strong(expected, kWriter, std::memory_order_acquire,
+                                          std::memory_order_relaxed);
+  }
+  void unlock() { state_.fetch_sub(kWriter, std::memory_order_release); }
+
+  void lock_shared() {
+    for (int attempt = 0;; ++attempt) {
+      if ((state_.fetch_add(1, std::memory_order_acquire) & kWriter) == 0) return;
+      state_.fetch_sub(1, std::memory_order_relaxed);
+      while ((state_.load(std::memory_order_relaxed) & kWriter) != 0) pause(attempt++);
+    }
+  }
+  void unlock_shared() { state_.fetch_sub(1, std::memory_order_release); }
+
+ private:
+  static constexpr std::uint32_t kWriter = 1u << 31;  // below it: the number of readers
+
+  static void pause(int attempt) {
+    if (attempt < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+
+  std::atomic<std::uint32_t> state_{0};
+};
+
 std::atomic<std::size_t> next_counter_stripe{0};
 
 std::size_t counter_stripe() {
@@ -88,7 +141,7 @@ std::size_t counter_stripe() {
 // One shard of `hash -> set(server)`: linear probing with backward-shift deletion (no
 // tombstones), load kept at or below 0.8.
 struct alignas(64) PrefixIndex::Shard {
-  mutable std::shared_mutex mu;
+  mutable SpinSharedMutex mu;
   std::vector<Slot> slots;  // empty or a power of two
   std::size_t used = 0;
   std::size_t set_bytes = 0;  // heap sets' bytes

@@ -906,7 +906,7 @@ std::string lines_of(const std::string& text, std::string_view name) {
   return out;
 }
 
-std::string describe(const std::vector<pb::ProcessingResponse>& answers) {
+std::string describe(const Answers& answers) {
   std::string all;
   for (std::size_t i = 0; i < answers.size(); ++i) {
     all += fmt::format("--- answer {} ---\n{}", i, answers[i].DebugString());
@@ -962,7 +962,7 @@ TEST_P(StreamProcessorTranscript, Answers) {
       pb::ProcessingRequest message;
       ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(step.input, &message))
           << "the input does not parse";
-      std::vector<pb::ProcessingResponse> out;
+      Answers out;
       const StreamAction action = processor.on_message(message, out);
       EXPECT_EQ(action, step.action) << "error message: " << processor.error_message();
       if (step.action == StreamAction::kFinishError) {
@@ -1053,7 +1053,7 @@ TEST(StreamProcessorLifetimeTest, DestructorEndsTheStreamAndReleasesTheRequest) 
     StreamProcessor processor(director, options, metrics);
     pb::ProcessingRequest message;
     ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(get(), &message));
-    std::vector<pb::ProcessingResponse> out;
+    Answers out;
     EXPECT_EQ(processor.on_message(message, out), StreamAction::kContinue);
     EXPECT_EQ(out.size(), 1u);
     EXPECT_EQ(store.snapshot()->endpoints.front().state->inflight_requests.load(), 1);
@@ -1079,7 +1079,7 @@ TEST(StreamProcessorLifetimeTest, BodyBytesAreMovedOutOfTheMessage) {
   ProcessorMetrics metrics(registry);
   const ProcessorOptions options;
   StreamProcessor processor(director, options, metrics);
-  std::vector<pb::ProcessingResponse> out;
+  Answers out;
   pb::ProcessingRequest message;
   ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(post(), &message));
   ASSERT_EQ(processor.on_message(message, out), StreamAction::kContinue);
@@ -1091,6 +1091,35 @@ TEST(StreamProcessorLifetimeTest, BodyBytesAreMovedOutOfTheMessage) {
   ASSERT_EQ(out.size(), 2u);
   // No rewrite configured: the body goes back byte for byte.
   EXPECT_EQ(out[1].request_body().response().body_mutation().streamed_response().body(), kBody);
+}
+
+TEST(Answers, KeepOrderTruncateAndLiveOnTheArenaWhenGiven) {
+  google::protobuf::Arena arena;
+  Answers on_heap;
+  Answers on_arena(&arena);
+  for (Answers* answers : {&on_heap, &on_arena}) {
+    answers->emplace_back().mutable_request_headers();
+    answers->emplace_back().mutable_request_body();
+    answers->emplace_back().mutable_response_trailers();
+    ASSERT_EQ(answers->size(), 3u);
+    answers->pop_back();
+    answers->truncate(5);  // never grows
+    ASSERT_EQ(answers->size(), 2u);
+    EXPECT_TRUE((*answers)[0].has_request_headers());
+    EXPECT_TRUE((*answers)[1].has_request_body());
+    std::size_t seen = 0;
+    for (const pb::ProcessingResponse& answer : *answers) {
+      EXPECT_EQ(answer.has_request_headers(), seen == 0);
+      ++seen;
+    }
+    EXPECT_EQ(seen, 2u);
+    answers->truncate(1);
+    EXPECT_EQ(answers->size(), 1u);
+  }
+  EXPECT_EQ(on_heap[0].GetArena(), nullptr);
+  EXPECT_EQ(on_arena[0].GetArena(), &arena);
+  on_arena.clear();
+  EXPECT_TRUE(on_arena.empty());
 }
 
 }  // namespace
