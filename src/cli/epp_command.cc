@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "common/duration.h"
+#include "datastore/datastore.h"
 #include "extproc/epp.h"
 
 namespace infergate::cli {
@@ -18,6 +19,7 @@ struct EppFlags {
   std::string refresh_metrics_interval = "50ms";
   std::string metrics_staleness_threshold = "2s";
   std::string grpc_transport = "native";
+  bool correct_stale_metrics = true;
 };
 
 std::string default_pool_namespace() {
@@ -49,6 +51,7 @@ int run_epp(EppFlags& flags) {
   boost::asio::io_context signal_io(1);
   boost::asio::signal_set signals(signal_io, SIGINT, SIGTERM);
   extproc::EppRunner runner(std::move(options));  // throws one clear message on bad input
+  runner.datastore().set_correct_stale_metrics(flags.correct_stale_metrics);
   runner.start();
   signals.async_wait([](const boost::system::error_code& error, int signal_number) {
     if (!error) spdlog::info("infergate epp: signal {}, shutting down", signal_number);
@@ -111,6 +114,14 @@ Runner add_epp_command(CLI::App& app) {
   epp->add_flag("--disable-endpoint-subset-filter", options.disable_endpoint_subset_filter,
                 "Ignore the gateway's subset hint (envoy.lb.subset_hint metadata)")
       ->default_str("false");
+  epp->add_flag(
+         "--correct-stale-metrics", flags->correct_stale_metrics,
+         "Correct the load scorers' scraped figures (queue-scorer, kv-cache-utilization-scorer, "
+         "running-requests-size-scorer) with the requests dispatched to each endpoint "
+         "since its last scrape, so bursts between scrapes do not herd to one endpoint "
+         "(--correct-stale-metrics=false: the reference EPP's exact scoring; "
+         "docs/scheduling.md)")
+      ->default_str("true");
   epp->add_flag("--emit-endpoint-scores", options.emit_endpoint_scores,
                 "Report every candidate's scores: envoy.lb metadata and response header "
                 "x-gateway-destination-endpoint-scores")

@@ -12,6 +12,7 @@
 
 #include "cli/commands.h"
 #include "common/duration.h"
+#include "datastore/datastore.h"
 #include "datastore/static_pool.h"
 #include "gateway/config_file.h"
 #include "gateway/gateway.h"
@@ -34,6 +35,7 @@ struct ServeFlags {
   std::string refresh_metrics_interval = "50ms";
   std::string metrics_staleness_threshold = "2s";
   std::string ejection_cooldown = "30s";
+  bool correct_stale_metrics = true;
   // --epp and its options.
   std::string epp;
   std::string epp_failure_mode = "FailClose";
@@ -186,6 +188,9 @@ int run_serve(ServeFlags& flags) {
   boost::asio::io_context signal_io(1);
   boost::asio::signal_set signals(signal_io, SIGINT, SIGTERM);
   gateway::Gateway gateway(std::move(options));  // throws one clear message on bad input
+  for (std::size_t pool = 0; pool < gateway.pool_count(); ++pool) {
+    gateway.datastore(pool).set_correct_stale_metrics(flags.correct_stale_metrics);
+  }
   gateway.start();
   // The first signal drains; a second one during the drain exits at once.
   std::promise<void> first_signal;
@@ -317,6 +322,15 @@ Runner add_serve_command(CLI::App& app) {
   serve
       ->add_flag("--access-log", options.access_log,
                  "One JSON line per request on standard output (--access-log=false: none)")
+      ->default_str("true");
+  serve
+      ->add_flag(
+          "--correct-stale-metrics", flags->correct_stale_metrics,
+          "Correct the load scorers' scraped figures (queue-scorer, kv-cache-utilization-scorer, "
+          "running-requests-size-scorer) with the requests dispatched to each endpoint "
+          "since its last scrape, so bursts between scrapes do not herd to one endpoint "
+          "(--correct-stale-metrics=false: the reference EPP's exact scoring; "
+          "docs/scheduling.md)")
       ->default_str("true");
   serve
       ->add_flag("--emit-endpoint-scores", options.proxy.emit_endpoint_scores,

@@ -33,6 +33,7 @@ struct SimulateFlags {
   std::vector<std::string> policies;
   std::vector<std::string> configs;
   std::string scrape_interval = "50ms";
+  bool correct_stale_metrics = true;
   std::string output_json;
   SweepFlags sweep;  // --sweep: the saturation rate of the first configuration, then a ladder
 };
@@ -48,13 +49,17 @@ Result<std::vector<sim::ClusterConfig>> configurations(const SimulateFlags& flag
     config.name = policy;
     if (policy == "default") {
       config.policy = sim::RoutingPolicy::kScheduler;  // the built-in EndpointPickerConfig
+    } else if (policy == "default-uncorrected") {
+      config.policy = sim::RoutingPolicy::kScheduler;
+      config.correct_stale_metrics = false;
     } else if (policy == "round-robin") {
       config.policy = sim::RoutingPolicy::kRoundRobin;
     } else if (policy == "random") {
       config.policy = sim::RoutingPolicy::kRandom;
     } else {
       return Status::bad_request(fmt::format(
-          "--policy must be default, round-robin or random, got '{}' (EndpointPickerConfig "
+          "--policy must be default, default-uncorrected, round-robin or random, got '{}' "
+          "(EndpointPickerConfig "
           "files go in --config)",
           policy));
     }
@@ -111,6 +116,7 @@ int run_simulate(const SimulateFlags& flags) {
   base.replicas = flags.replicas;
   base.engine = *engine;
   base.scrape_interval = *scrape;
+  base.correct_stale_metrics = flags.correct_stale_metrics;
   base.seed = workload_options.seed;
   auto configs = configurations(flags, base);
   if (!configs) return fail(configs.status());
@@ -217,7 +223,8 @@ Runner add_simulate_command(CLI::App& app) {
   simulate->add_option(
       "--policy", flags->policies,
       "Routing configuration to run (repeatable): default (the scheduler with the "
-      "built-in EndpointPickerConfig), round-robin or random. Default: default and "
+      "built-in EndpointPickerConfig), default-uncorrected (the same with "
+      "--correct-stale-metrics=false), round-robin or random. Default: default and "
       "round-robin, unless --config is given");
   simulate->add_option("--config", flags->configs,
                        "EndpointPickerConfig file (GIE format, as `infergate epp --config-file`) "
@@ -227,6 +234,14 @@ Runner add_simulate_command(CLI::App& app) {
                    "How often each replica's metrics reach the picker (Go duration), like the "
                    "collectors' --refresh-metrics-interval")
       ->capture_default_str();
+  // Boolean flags take GIE's (Go's) spelling: --flag, --flag=true, --flag=false.
+  simulate
+      ->add_flag("--correct-stale-metrics", flags->correct_stale_metrics,
+                 "Correct the load scorers' scraped figures with the requests the director "
+                 "dispatched since each replica's last scrape, as `infergate serve` and `epp` do "
+                 "(--correct-stale-metrics=false: the reference EPP's exact scoring, for every "
+                 "scheduler configuration but default-uncorrected's; docs/scheduling.md)")
+      ->default_str("true");
   simulate
       ->add_option("--rate", flags->rate,
                    "Mean requests per second (Poisson arrivals; unused with --workload trace, "

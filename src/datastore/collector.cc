@@ -10,6 +10,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <exception>
+#include <optional>
 #include <set>
 #include <utility>
 
@@ -148,6 +149,9 @@ void MetricsCollector::stop() {
 
 asio::awaitable<Status> MetricsCollector::scrape(SteadyTime deadline) {
   Loop& loop = *loop_;
+  // What the director had in flight to the endpoint as the scrape began: the figures scraped
+  // below may include those requests, not ones dispatched later (stale-metrics correction).
+  const std::optional<InflightCounts> inflight_at_start = store_.inflight(*endpoint_);
   auto head = co_await request_head(loop.connection, endpoint_->spec, options_.path, deadline);
   if (!head.ok()) co_return head.status();
   if (head->status != 200) {
@@ -189,7 +193,7 @@ asio::awaitable<Status> MetricsCollector::scrape(SteadyTime deadline) {
 
   auto metrics = std::make_shared<EndpointMetrics>(std::move(extraction->metrics));
   metrics->updated_at = clock_.now();
-  if (!store_.update_metrics(*endpoint_, metrics)) {
+  if (!store_.update_metrics(*endpoint_, metrics, inflight_at_start)) {
     loop.endpoint_gone = true;
     co_return Status::ok();
   }

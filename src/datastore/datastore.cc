@@ -34,6 +34,40 @@ std::shared_ptr<const EndpointMetrics> Endpoint::fresh_metrics(TimePoint now,
   return metrics;
 }
 
+std::int64_t requests_not_in_scrape(const EndpointMetrics& metrics, const EndpointState& state) {
+  if (metrics.inflight_requests_at_scrape < 0) return 0;
+  const std::int64_t now = state.inflight_requests.load(std::memory_order_relaxed);
+  // Of the requests in flight at the scrape, the figures show at most waiting + running: the rest
+  // were still on their way into the engine (HTTP, tokenisation) and count as new too. With
+  // other clients' requests in the figures, the in-flight baseline alone applies.
+  const std::int64_t seen = std::min<std::int64_t>(
+      metrics.inflight_requests_at_scrape,
+      static_cast<std::int64_t>(metrics.waiting_requests) + metrics.running_requests);
+  return std::max<std::int64_t>(0, now - seen);
+}
+
+double corrected_waiting_requests(const EndpointMetrics& metrics, const EndpointState& state) {
+  return static_cast<double>(metrics.waiting_requests) +
+         static_cast<double>(requests_not_in_scrape(metrics, state));
+}
+
+double corrected_running_requests(const EndpointMetrics& metrics, const EndpointState& state) {
+  return static_cast<double>(metrics.running_requests) +
+         static_cast<double>(requests_not_in_scrape(metrics, state));
+}
+
+double corrected_kv_cache_usage(const EndpointMetrics& metrics, const EndpointState& state) {
+  const double capacity_tokens =
+      static_cast<double>(metrics.cache_num_blocks) * static_cast<double>(metrics.cache_block_size);
+  if (metrics.inflight_tokens_at_scrape < 0 || capacity_tokens <= 0) {
+    return metrics.kv_cache_usage;
+  }
+  const std::int64_t now = state.inflight_tokens.load(std::memory_order_relaxed);
+  const std::int64_t added = std::max<std::int64_t>(0, now - metrics.inflight_tokens_at_scrape);
+  if (added == 0) return metrics.kv_cache_usage;
+  return std::min(1.0, metrics.kv_cache_usage + static_cast<double>(added) / capacity_tokens);
+}
+
 const Endpoint* Snapshot::find(EndpointId id) const {
   auto it = std::lower_bound(
       endpoints.begin(), endpoints.end(), id,
@@ -136,14 +170,29 @@ bool Datastore::remove_endpoint(std::string_view name) {
   return true;
 }
 
-bool Datastore::update_metrics(const EndpointInfo& who,
-                               std::shared_ptr<const EndpointMetrics> metrics) {
+bool Datastore::update_metrics(const EndpointInfo& who, std::shared_ptr<EndpointMetrics> metrics,
+                               std::optional<InflightCounts> at_scrape_start) {
   auto current = snapshot();
   const Endpoint* endpoint = current->find(who.id);
   // An id is reused after removal: only the very endpoint the collector was started for counts.
   if (!endpoint || endpoint->info.get() != &who) return false;
+  if (correct_stale_metrics()) {
+    const InflightCounts baseline = at_scrape_start.value_or(endpoint->state->inflight());
+    metrics->inflight_requests_at_scrape = baseline.requests;
+    metrics->inflight_tokens_at_scrape = baseline.tokens;
+  } else {
+    metrics->inflight_requests_at_scrape = -1;
+    metrics->inflight_tokens_at_scrape = -1;
+  }
   endpoint->state->set_metrics(std::move(metrics));
   return true;
+}
+
+std::optional<InflightCounts> Datastore::inflight(const EndpointInfo& who) const {
+  auto current = snapshot();
+  const Endpoint* endpoint = current->find(who.id);
+  if (!endpoint || endpoint->info.get() != &who) return std::nullopt;
+  return endpoint->state->inflight();
 }
 
 }  // namespace infergate::datastore

@@ -42,8 +42,25 @@ class Datastore {
   bool remove_endpoint(std::string_view name);
 
   // Records a scrape of the endpoint `who` (its info from a snapshot); false when that endpoint
-  // is no longer in the pool (its collector should stop).
-  bool update_metrics(const EndpointInfo& who, std::shared_ptr<const EndpointMetrics> metrics);
+  // is no longer in the pool (its collector should stop). With stale-metrics correction on, first
+  // stamps `metrics` with the endpoint's in-flight counters as of the scrape: `at_scrape_start`
+  // when the publisher read them as the scrape began (inflight()), else their values now; with it
+  // off, clears those fields. `metrics` must not be published elsewhere yet.
+  bool update_metrics(const EndpointInfo& who, std::shared_ptr<EndpointMetrics> metrics,
+                      std::optional<InflightCounts> at_scrape_start = std::nullopt);
+  // The endpoint `who`'s in-flight counters now; nullopt when it is no longer in the pool.
+  std::optional<InflightCounts> inflight(const EndpointInfo& who) const;
+
+  // Stale-metrics correction (`--correct-stale-metrics`, default on): whether update_metrics
+  // records the in-flight baseline the load scorers correct scraped figures with
+  // (endpoint.h). Off: the scorers read the scraped figures alone, as the reference EPP. Any
+  // thread; takes effect from the next scrape of each endpoint.
+  void set_correct_stale_metrics(bool on) {
+    correct_stale_metrics_.store(on, std::memory_order_relaxed);
+  }
+  bool correct_stale_metrics() const {
+    return correct_stale_metrics_.load(std::memory_order_relaxed);
+  }
 
   std::shared_ptr<const Snapshot> snapshot() const {
     return snapshot_.load(std::memory_order_acquire);
@@ -60,6 +77,7 @@ class Datastore {
   std::vector<EndpointId> free_ids_;  // guarded
   EndpointId next_id_ = 0;            // guarded
   std::atomic<EndpointId> id_bound_{0};
+  std::atomic<bool> correct_stale_metrics_{true};
   std::atomic<std::shared_ptr<const Snapshot>> snapshot_;
 };
 

@@ -53,6 +53,18 @@ struct EndpointMetrics {
   int cache_block_size = 0;     // 0: unknown
   int cache_num_blocks = 0;     // 0: unknown
   TimePoint updated_at{};       // when these figures were scraped
+  // The director's in-flight counters of the endpoint (EndpointState) when the scrape began:
+  // requests the figures above may already include. Stamped by Datastore::update_metrics when
+  // stale-metrics correction is on; -1 (not recorded) when it is off, which leaves the scorers
+  // with the scraped figures alone.
+  std::int64_t inflight_requests_at_scrape = -1;
+  std::int64_t inflight_tokens_at_scrape = -1;
+};
+
+// An endpoint's director in-flight counters at one instant (EndpointState).
+struct InflightCounts {
+  std::int64_t requests = 0;
+  std::int64_t tokens = 0;
 };
 
 // Mutable per-endpoint state shared by every snapshot that contains the endpoint: the latest
@@ -71,9 +83,35 @@ class EndpointState {
   std::atomic<std::int64_t> inflight_requests{0};
   std::atomic<std::int64_t> inflight_tokens{0};  // estimated prompt + output tokens in flight
 
+  InflightCounts inflight() const {
+    return {inflight_requests.load(std::memory_order_relaxed),
+            inflight_tokens.load(std::memory_order_relaxed)};
+  }
+
  private:
   std::atomic<std::shared_ptr<const EndpointMetrics>> metrics_;
 };
+
+// Stale-metrics correction (docs/scheduling.md): scraped figures are up to one scrape interval
+// old, so between scrapes every request would see the same queue and KV usage and herd to the
+// same endpoint. These add what the director has in flight to the endpoint that the figures do
+// not show: in-flight now minus what the scrape saw — the in-flight count when the scrape began,
+// or the scraped waiting + running when lower (requests still on their way into the engine) —
+// floored at 0 (requests that ended since do not lower the figures: they have left the engine's
+// figures or are about to). O(1), lock-free (relaxed atomic loads); any thread. With no baseline
+// recorded (correction off, or never scraped) they return the scraped figure unchanged: the
+// reference scorers' exact inputs.
+//
+// Requests in flight that the scraped figures do not show (dispatched since the scrape, or
+// still in transit when it ran).
+std::int64_t requests_not_in_scrape(const EndpointMetrics& metrics, const EndpointState& state);
+// waiting_requests + requests_not_in_scrape: each unseen request joins the queue.
+double corrected_waiting_requests(const EndpointMetrics& metrics, const EndpointState& state);
+// running_requests + requests_not_in_scrape.
+double corrected_running_requests(const EndpointMetrics& metrics, const EndpointState& state);
+// kv_cache_usage + (estimated tokens dispatched since the scrape) / (cache_num_blocks x
+// cache_block_size), at most 1; the scraped usage when the KV capacity is unknown (0).
+double corrected_kv_cache_usage(const EndpointMetrics& metrics, const EndpointState& state);
 
 // One endpoint as a snapshot holds it.
 struct Endpoint {

@@ -68,6 +68,7 @@ class Simulation {
            .address = fmt::format("10.{}.{}.{}", (r >> 16) & 0xFF, (r >> 8) & 0xFF, r & 0xFF),
            .port = 8000});
     }
+    store_.set_correct_stale_metrics(config_.correct_stale_metrics);
     const auto snapshot = store_.set_endpoints(specs);
     for (int r = 0; r < config_.replicas; ++r) {
       Replica replica;

@@ -17,7 +17,9 @@
 //                  the next step starts at once if there is work;
 //   scrape         every scrape_interval per replica (phases staggered across replicas, as
 //                  independent collectors are) the replica's queue, running count and KV usage
-//                  are published to the datastore, so the picker sees slightly stale metrics.
+//                  are published to the datastore, so the picker sees slightly stale metrics;
+//                  like a collector's, the publication records the director's in-flight
+//                  counters for the stale-metrics correction (ClusterConfig).
 // Ties at one instant resolve in the order above reversed (step ends, engine entries, scrapes,
 // arrivals), replicas by index, so a run is a pure function of its inputs.
 //
@@ -55,6 +57,9 @@ struct ClusterConfig {
   int replicas = 8;
   EngineConfig engine;  // every replica's engine (profile and overrides, as `infergate sim`)
   Duration scrape_interval = std::chrono::milliseconds(50);
+  // kScheduler: the datastore's stale-metrics correction (`--correct-stale-metrics`): scrapes
+  // record the director's in-flight counters so the load scorers add what was dispatched since.
+  bool correct_stale_metrics = true;
   std::uint64_t seed = 1;  // director and random-policy draws, token sampling
 };
 

@@ -4,7 +4,9 @@
 namespace infergate::scheduling::plugins {
 namespace {
 
-// kv-cache-utilization-scorer: 1 - KV-cache usage (usage in 0..1).
+// kv-cache-utilization-scorer: 1 - KV-cache usage (usage in 0..1). The usage is corrected for
+// staleness when the datastore recorded a baseline (the estimated tokens dispatched since the
+// scrape, over the endpoint's KV capacity; datastore/endpoint.h), else the scraped figure.
 class KvCacheUtilizationScorer final : public Scorer {
  public:
   using Scorer::Scorer;
@@ -12,7 +14,8 @@ class KvCacheUtilizationScorer final : public Scorer {
   void score(const SchedulingContext&, std::span<const Candidate> candidates,
              std::span<double> scores) const override {
     for (std::size_t i = 0; i < candidates.size(); ++i) {
-      scores[i] = 1.0 - candidates[i].metrics->kv_cache_usage;
+      scores[i] =
+          1.0 - datastore::corrected_kv_cache_usage(*candidates[i].metrics, candidates[i].state());
     }
   }
 };

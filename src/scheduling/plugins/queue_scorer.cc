@@ -19,7 +19,9 @@ void score_lower_is_better(std::span<const double> values, std::span<double> sco
 
 namespace {
 
-// queue-scorer: fewer waiting requests score higher, min-max normalised over the candidates.
+// queue-scorer: fewer waiting requests score higher, min-max normalised over the candidates. The
+// waiting count is corrected for staleness when the datastore recorded a baseline (requests
+// dispatched since the scrape join the queue; datastore/endpoint.h), else the scraped figure.
 class QueueScorer final : public Scorer {
  public:
   using Scorer::Scorer;
@@ -28,7 +30,8 @@ class QueueScorer final : public Scorer {
              std::span<double> scores) const override {
     // `scores` doubles as the value buffer: no allocation per request.
     for (std::size_t i = 0; i < candidates.size(); ++i) {
-      scores[i] = candidates[i].metrics->waiting_requests;
+      scores[i] =
+          datastore::corrected_waiting_requests(*candidates[i].metrics, candidates[i].state());
     }
     score_lower_is_better(scores, scores);
   }

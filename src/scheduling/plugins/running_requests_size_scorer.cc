@@ -4,7 +4,8 @@
 namespace infergate::scheduling::plugins {
 namespace {
 
-// running-requests-size-scorer: fewer running requests score higher, min-max normalised.
+// running-requests-size-scorer: fewer running requests score higher, min-max normalised. The
+// count is corrected for staleness like the queue scorer's (datastore/endpoint.h).
 class RunningRequestsSizeScorer final : public Scorer {
  public:
   using Scorer::Scorer;
@@ -12,7 +13,8 @@ class RunningRequestsSizeScorer final : public Scorer {
   void score(const SchedulingContext&, std::span<const Candidate> candidates,
              std::span<double> scores) const override {
     for (std::size_t i = 0; i < candidates.size(); ++i) {
-      scores[i] = candidates[i].metrics->running_requests;
+      scores[i] =
+          datastore::corrected_running_requests(*candidates[i].metrics, candidates[i].state());
     }
     score_lower_is_better(scores, scores);
   }

@@ -192,6 +192,44 @@ TEST_F(CollectorTest, ScrapedValuesAppearInTheDatastoreOverOneKeepAliveConnectio
   EXPECT_EQ(collector->stats().missing.load(), 0u);
 }
 
+// Stale-metrics correction: a scrape records the director's in-flight counters as it began, so a
+// request dispatched while the scrape is under way counts as dispatched since the scrape. The
+// server reports, as its waiting queue, the in-flight count it saw before one more request was
+// dispatched during its answer: the recorded baseline must equal that figure.
+TEST_F(CollectorTest, ScrapesRecordTheInFlightCountersAsTheScrapeBegan) {
+  ScriptedServer server;
+  const auto snapshot = store_.set_endpoints({spec_for("vllm-0", server.port())});
+  std::shared_ptr<EndpointState> state = snapshot->endpoints[0].state;
+  server.set_fn([state] {
+    const auto before = state->inflight_requests.fetch_add(1);
+    state->inflight_tokens.fetch_add(100);
+    return vllm_scrape(static_cast<int>(before), 0, 0.1);
+  });
+  make_set();
+  set_->sync();
+  start_threads();
+  auto collector = set_->find("vllm-0-rank-0");
+  ASSERT_NE(collector, nullptr);
+  ASSERT_TRUE(wait_until([&] { return collector->stats().published.load() >= 3u; }));
+  auto metrics = metrics_of("vllm-0-rank-0");
+  ASSERT_NE(metrics, nullptr);
+  EXPECT_EQ(metrics->inflight_requests_at_scrape, metrics->waiting_requests);
+  EXPECT_EQ(metrics->inflight_tokens_at_scrape, 100 * metrics->waiting_requests);
+}
+
+TEST_F(CollectorTest, WithoutCorrectionScrapesRecordNoBaseline) {
+  ScriptedServer server;
+  server.set(vllm_scrape(1, 2, 0.5));
+  store_.set_correct_stale_metrics(false);
+  store_.set_endpoints({spec_for("vllm-0", server.port())});
+  make_set();
+  set_->sync();
+  start_threads();
+  ASSERT_TRUE(wait_until([&] { return metrics_of("vllm-0-rank-0") != nullptr; }));
+  EXPECT_EQ(metrics_of("vllm-0-rank-0")->inflight_requests_at_scrape, -1);
+  EXPECT_EQ(metrics_of("vllm-0-rank-0")->inflight_tokens_at_scrape, -1);
+}
+
 TEST_F(CollectorTest, GarbageErrorsAndADownServerKeepTheLastGoodMetricsWhichGoStale) {
   ScriptedServer server;
   server.set(vllm_scrape(2, 3, 0.5));

@@ -89,6 +89,18 @@ TEST(ClusterTest, RoundRobinSpreadsEvenly) {
   }
 }
 
+// The simulation publishes scrapes and charges in-flight requests through the same datastore and
+// director as the gateway: with stale-metrics correction on, a burst that arrives between scrapes
+// (identical replicas, distinct prompts) spreads evenly instead of following one stale figure.
+TEST(ClusterTest, BurstBetweenScrapesSpreadsWithStaleMetricsCorrection) {
+  ClusterConfig config = small_cluster(RoutingPolicy::kScheduler, 4);
+  ASSERT_TRUE(config.correct_stale_metrics) << "on by default";
+  auto result = run_cluster(config, distinct_prompts(12, Duration::zero()));
+  ASSERT_TRUE(result.ok()) << result.status().message();
+  for (const auto& replica : result->replicas) EXPECT_EQ(replica.routed, 3u) << replica.name;
+  EXPECT_EQ(result->inflight_requests_after, 0);
+}
+
 TEST(ClusterTest, SchedulerFailuresAreRecordedNotThrown) {
   ClusterConfig config = small_cluster(RoutingPolicy::kScheduler, 2);
   int sent = 0;
