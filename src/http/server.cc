@@ -290,13 +290,22 @@ asio::awaitable<void> Connection::serve() {
 
 asio::awaitable<Connection::ReadOutcome> Connection::read_request(
     bhttp::request_parser<bhttp::string_body>& parser) {
-  // The deadline cancels a read that takes too long, and a slow client still gets its 408.
-  deadline_.expires_after(options_.read_timeout);
-  // Usually the whole request is in the buffer already, read by the wait for its first byte.
+  // The deadline cancels a read that takes too long, and a slow client still gets its 408. It is
+  // set (a clock read) only before the first socket operation: usually the whole request is in
+  // the buffer already, read by the wait for its first byte (which arrived just now, so the
+  // timeout still runs from about then).
+  bool deadline_set = false;
+  const auto before_io = [&] {
+    if (!deadline_set) {
+      deadline_.expires_after(options_.read_timeout);
+      deadline_set = true;
+    }
+  };
   error_code ec;
   if (!wire::parse_buffered(
           parser, buffer_, [](const auto& p) { return p.is_header_done(); }, ec) &&
       !ec) {
+    before_io();
     auto [header_ec, bytes] = co_await bhttp::async_read_header(socket_, buffer_, parser, kAsTuple);
     ec = header_ec;
   }
@@ -312,6 +321,7 @@ asio::awaitable<Connection::ReadOutcome> Connection::read_request(
   if (!ec && !parser.is_done()) {
     const auto expect = parser.get()[bhttp::field::expect];
     if (beast::iequals(expect, "100-continue")) {
+      before_io();
       auto [write_ec, written] =
           co_await asio::async_write(socket_, asio::buffer(kContinueResponse), kAsTuple);
       ec = write_ec;
@@ -320,6 +330,7 @@ asio::awaitable<Connection::ReadOutcome> Connection::read_request(
         !wire::parse_buffered(
             parser, buffer_, [](const auto& p) { return p.is_done(); }, ec) &&
         !ec) {
+      before_io();
       auto [body_ec, body_bytes] = co_await bhttp::async_read(socket_, buffer_, parser, kAsTuple);
       ec = body_ec;
     }

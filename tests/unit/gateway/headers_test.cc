@@ -161,6 +161,17 @@ TEST(RelayedResponseHeaders, DropsFramingHopByHopServerAndControlHeaders) {
   EXPECT_EQ(relayed_response_headers(upstream), expected);
 }
 
+TEST(ForwardedHeaders, LongAndUpperCaseNames) {
+  const std::string long_name = "X-" + std::string(80, 'L');
+  const http::Request client = request_with({{"X-GATEWAY-INFERENCE-OBJECTIVE", "batch"},
+                                             {long_name, "1"},
+                                             {"X-B", "2"},
+                                             {"Connection", "x-b"}});
+  http::Request upstream(bhttp::verb::post, "/v1/completions", 11);
+  copy_forwarded_headers(client, upstream);
+  EXPECT_EQ(names(upstream), (std::vector<std::string>{long_name}));
+}
+
 TEST(DirectorResponseHeaders, StatusFirstThenLowerCased) {
   http::ResponseHead head;
   head.status = 503;

@@ -268,6 +268,90 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(stats().connections_accepted, 1u);
 }
 
+// Bytes of the next requests that arrive while a handler runs are read by the client watch; they
+// must be neither lost nor reordered, whether the watch has read them all, some of them (a partial
+// request left for the next read) or none when the handler returns.
+TEST_F(HttpServerTest, RequestsArrivingWhileHandlerRunsKeepTheirOrder) {
+  Signal handler_started(io_.get_executor());
+  Signal proceed(io_.get_executor());
+  start([&](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
+    if (request.target() == "/1") {
+      handler_started.release();
+      co_await proceed.acquire();
+    }
+    co_await echo(request, writer);
+  });
+  run([&]() -> asio::awaitable<void> {
+    tcp::socket socket(io_.get_executor());
+    co_await socket.async_connect({asio::ip::make_address(kLoopback), port()}, kAsTuple);
+    co_await asio::async_write(
+        socket, asio::buffer(std::string_view("GET /1 HTTP/1.1\r\nHost: t\r\n\r\n")), kAsTuple);
+    co_await handler_started.acquire();
+    co_await asio::async_write(
+        socket,
+        asio::buffer(std::string_view("POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody"
+                                      "GET /3 HTTP/1.1\r\nHo")),
+        kAsTuple);
+    // Give the watch the chance to read them (either way the outcome must be the same).
+    for (int i = 0; i < 20; ++i) {
+      co_await asio::post(io_.get_executor(), kAsTuple);
+    }
+    proceed.release();
+    co_await asio::async_write(
+        socket, asio::buffer(std::string_view("st: t\r\nConnection: close\r\n\r\n")), kAsTuple);
+    std::string reply;
+    char chunk[4096];
+    while (true) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
+      reply.append(chunk, n);
+      if (ec) break;
+    }
+    const auto first = reply.find("GET /1 ");
+    const auto second = reply.find("POST /2 body");
+    const auto third = reply.find("GET /3 ");
+    EXPECT_NE(first, std::string::npos) << reply;
+    EXPECT_LT(first, second) << reply;
+    EXPECT_LT(second, third) << reply;
+    EXPECT_NE(third, std::string::npos) << reply;
+  });
+  EXPECT_EQ(stats().requests, 3u);
+  EXPECT_EQ(stats().client_disconnects, 0u);
+}
+
+// A client that pipelines part of a next request and then leaves is still noticed as gone.
+TEST_F(HttpServerTest, DisconnectBehindPipelinedBytesIsNoticed) {
+  Signal gone(io_.get_executor());
+  Signal handler_started(io_.get_executor());
+  bool handler_saw_gone = false;
+  start([&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+    writer.on_client_gone([&] { gone.release(); });
+    handler_started.release();
+    co_await gone.acquire();
+    handler_saw_gone = writer.client_gone();
+  });
+  run([&]() -> asio::awaitable<void> {
+    tcp::socket socket(io_.get_executor());
+    co_await socket.async_connect({asio::ip::make_address(kLoopback), port()}, kAsTuple);
+    co_await asio::async_write(
+        socket, asio::buffer(std::string_view("GET /1 HTTP/1.1\r\nHost: t\r\n\r\n")), kAsTuple);
+    co_await handler_started.acquire();
+    co_await asio::async_write(socket, asio::buffer(std::string_view("GET /2 HTTP/1.1\r\nHo")),
+                               kAsTuple);
+    for (int i = 0; i < 20; ++i) {
+      co_await asio::post(io_.get_executor(), kAsTuple);
+    }
+    socket.shutdown(tcp::socket::shutdown_send);
+    char chunk[512];
+    while (true) {  // until the server closes the connection
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
+      if (ec) break;
+    }
+  });
+  EXPECT_TRUE(handler_saw_gone);
+  EXPECT_EQ(stats().requests, 1u);
+  EXPECT_EQ(stats().client_disconnects, 1u);
+}
+
 TEST_F(HttpServerTest, ExpectContinueGetsInterimResponse) {
   start(echo);
   run([&]() -> asio::awaitable<void> {
