@@ -93,7 +93,10 @@ struct ExchangeFailure {
 };
 
 struct UpstreamPoolOptions {
-  std::size_t max_idle_per_endpoint = 32;  // per shard
+  // Per shard. As many as a model server runs requests at once (vLLM's max_num_seqs defaults to
+  // 256): a lower cap closes connections after every burst of concurrent requests to one
+  // endpoint (prefix affinity makes such bursts common) only to open them again.
+  std::size_t max_idle_per_endpoint = 256;
   std::chrono::milliseconds max_idle_age{4000};
 };
 
