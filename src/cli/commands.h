@@ -17,4 +17,16 @@ Runner add_serve_command(CLI::App& app);
 Runner add_epp_command(CLI::App& app);
 Runner add_simulate_command(CLI::App& app);
 
+// --correct-stale-metrics of the commands that pick endpoints (epp, serve; docs/scheduling.md).
+inline CLI::Option* add_correct_stale_metrics_flag(CLI::App& command, bool& correct) {
+  return command
+      .add_flag("--correct-stale-metrics", correct,
+                "Correct the load scorers' scraped figures (queue-scorer, "
+                "kv-cache-utilization-scorer, running-requests-size-scorer) with the requests "
+                "dispatched to each endpoint since its last scrape, so bursts between scrapes do "
+                "not herd to one endpoint (--correct-stale-metrics=false: the reference EPP's "
+                "exact scoring; docs/scheduling.md)")
+      ->default_str("true");
+}
+
 }  // namespace infergate::cli

@@ -114,14 +114,7 @@ Runner add_epp_command(CLI::App& app) {
   epp->add_flag("--disable-endpoint-subset-filter", options.disable_endpoint_subset_filter,
                 "Ignore the gateway's subset hint (envoy.lb.subset_hint metadata)")
       ->default_str("false");
-  epp->add_flag(
-         "--correct-stale-metrics", flags->correct_stale_metrics,
-         "Correct the load scorers' scraped figures (queue-scorer, kv-cache-utilization-scorer, "
-         "running-requests-size-scorer) with the requests dispatched to each endpoint "
-         "since its last scrape, so bursts between scrapes do not herd to one endpoint "
-         "(--correct-stale-metrics=false: the reference EPP's exact scoring; "
-         "docs/scheduling.md)")
-      ->default_str("true");
+  add_correct_stale_metrics_flag(*epp, flags->correct_stale_metrics);
   epp->add_flag("--emit-endpoint-scores", options.emit_endpoint_scores,
                 "Report every candidate's scores: envoy.lb metadata and response header "
                 "x-gateway-destination-endpoint-scores")

@@ -323,15 +323,7 @@ Runner add_serve_command(CLI::App& app) {
       ->add_flag("--access-log", options.access_log,
                  "One JSON line per request on standard output (--access-log=false: none)")
       ->default_str("true");
-  serve
-      ->add_flag(
-          "--correct-stale-metrics", flags->correct_stale_metrics,
-          "Correct the load scorers' scraped figures (queue-scorer, kv-cache-utilization-scorer, "
-          "running-requests-size-scorer) with the requests dispatched to each endpoint "
-          "since its last scrape, so bursts between scrapes do not herd to one endpoint "
-          "(--correct-stale-metrics=false: the reference EPP's exact scoring; "
-          "docs/scheduling.md)")
-      ->default_str("true");
+  add_correct_stale_metrics_flag(*serve, flags->correct_stale_metrics);
   serve
       ->add_flag("--emit-endpoint-scores", options.proxy.emit_endpoint_scores,
                  "Add response headers x-gateway-destination-endpoint-scores (every candidate's "

@@ -82,11 +82,8 @@ inline void run_coroutine(asio::io_context& io, std::function<asio::awaitable<vo
   EXPECT_TRUE(finished);
 }
 
-// Writes `bytes` on a fresh connection and reads until the server closes it.
-inline asio::awaitable<std::string> raw_exchange(std::uint16_t port, std::string bytes) {
-  tcp::socket socket(co_await asio::this_coro::executor);
-  co_await socket.async_connect({asio::ip::make_address("127.0.0.1"), port}, asio::use_awaitable);
-  co_await asio::async_write(socket, asio::buffer(bytes), asio::use_awaitable);
+// Reads from `socket` until the server closes it (or an error).
+inline asio::awaitable<std::string> read_until_closed(tcp::socket& socket) {
   std::string received;
   char chunk[4096];
   while (true) {
@@ -95,6 +92,14 @@ inline asio::awaitable<std::string> raw_exchange(std::uint16_t port, std::string
     if (ec) break;
   }
   co_return received;
+}
+
+// Writes `bytes` on a fresh connection and reads until the server closes it.
+inline asio::awaitable<std::string> raw_exchange(std::uint16_t port, std::string bytes) {
+  tcp::socket socket(co_await asio::this_coro::executor);
+  co_await socket.async_connect({asio::ip::make_address("127.0.0.1"), port}, asio::use_awaitable);
+  co_await asio::async_write(socket, asio::buffer(bytes), asio::use_awaitable);
+  co_return co_await read_until_closed(socket);
 }
 
 }  // namespace infergate::http::testing

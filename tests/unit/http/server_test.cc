@@ -24,6 +24,7 @@ namespace {
 using testing::kAsTuple;
 using testing::kTimeout;
 using testing::raw_exchange;
+using testing::read_until_closed;
 using testing::Signal;
 using testing::tcp;
 namespace bhttp = boost::beast::http;
@@ -248,6 +249,17 @@ TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
   EXPECT_EQ(stats().requests, 3u);
 }
 
+// The echo handler's answers to GET /1, POST /2 (body "body") and GET /3, in that order.
+void expect_answered_in_order(const std::string& reply) {
+  const auto first = reply.find("GET /1 ");
+  const auto second = reply.find("POST /2 body");
+  const auto third = reply.find("GET /3 ");
+  EXPECT_NE(first, std::string::npos) << reply;
+  EXPECT_LT(first, second) << reply;
+  EXPECT_LT(second, third) << reply;
+  EXPECT_NE(third, std::string::npos) << reply;
+}
+
 TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
   start(echo);
   run([&]() -> asio::awaitable<void> {
@@ -256,13 +268,7 @@ TEST_F(HttpServerTest, PipelinedRequestsAreAnsweredInOrder) {
                               "GET /1 HTTP/1.1\r\nHost: t\r\n\r\n"
                               "POST /2 HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody"
                               "GET /3 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    const auto first = reply.find("GET /1 ");
-    const auto second = reply.find("POST /2 body");
-    const auto third = reply.find("GET /3 ");
-    EXPECT_NE(first, std::string::npos) << reply;
-    EXPECT_LT(first, second) << reply;
-    EXPECT_LT(second, third) << reply;
-    EXPECT_NE(third, std::string::npos) << reply;
+    expect_answered_in_order(reply);
   });
   EXPECT_EQ(stats().requests, 3u);
   EXPECT_EQ(stats().connections_accepted, 1u);
@@ -299,20 +305,7 @@ TEST_F(HttpServerTest, RequestsArrivingWhileHandlerRunsKeepTheirOrder) {
     proceed.release();
     co_await asio::async_write(
         socket, asio::buffer(std::string_view("st: t\r\nConnection: close\r\n\r\n")), kAsTuple);
-    std::string reply;
-    char chunk[4096];
-    while (true) {
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
-      reply.append(chunk, n);
-      if (ec) break;
-    }
-    const auto first = reply.find("GET /1 ");
-    const auto second = reply.find("POST /2 body");
-    const auto third = reply.find("GET /3 ");
-    EXPECT_NE(first, std::string::npos) << reply;
-    EXPECT_LT(first, second) << reply;
-    EXPECT_LT(second, third) << reply;
-    EXPECT_NE(third, std::string::npos) << reply;
+    expect_answered_in_order(co_await read_until_closed(socket));
   });
   EXPECT_EQ(stats().requests, 3u);
   EXPECT_EQ(stats().client_disconnects, 0u);
@@ -341,11 +334,7 @@ TEST_F(HttpServerTest, DisconnectBehindPipelinedBytesIsNoticed) {
       co_await asio::post(io_.get_executor(), kAsTuple);
     }
     socket.shutdown(tcp::socket::shutdown_send);
-    char chunk[512];
-    while (true) {  // until the server closes the connection
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
-      if (ec) break;
-    }
+    co_await read_until_closed(socket);
   });
   EXPECT_TRUE(handler_saw_gone);
   EXPECT_EQ(stats().requests, 1u);
