@@ -92,6 +92,7 @@ Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
                                              const datastore::Snapshot& snapshot,
                                              std::span<const datastore::Endpoint* const> candidates,
                                              TimePoint now, CycleState& state) const {
+  state.plugin_clock_mark = {};  // even on the early return: callers read it after the cycle
   if (candidates.empty()) return Status::unavailable("no endpoints available in the pool");
   static const auto kNoMetrics = std::make_shared<const datastore::EndpointMetrics>();
   std::vector<Candidate>& base = scratch.base;
@@ -102,7 +103,6 @@ Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
   }
 
   const SchedulingContext context{request, snapshot, now, state};
-  state.plugin_clock_mark = {};
   SchedulingResult result;
   std::vector<std::string> done;
   while (true) {
