@@ -197,16 +197,17 @@ class NativeProcessCall final : public h2::Call {
   }
 
   void on_message(std::string_view bytes) override {
-    // Parsed into a per-thread arena that is reset after the message is handled: its
-    // sub-messages and strings cost a pointer bump each and nothing to free one by one (a reused
-    // message would still destroy and rebuild its `request` oneof for every message, since
-    // consecutive messages carry different members). The processor may move strings out; it
-    // keeps no reference to the message.
+    // Decoded in place (request_view.h): the headers and the body are read where they lie in
+    // `bytes`; the other fields go into a message on a per-thread arena that is reset after the
+    // message is handled (its sub-messages cost a pointer bump each and nothing to free one by
+    // one). The processor keeps no reference to either.
     RequestArena& arena = request_arena();
-    pb::ProcessingRequest& request =
+    pb::ProcessingRequest& rest =
         *google::protobuf::Arena::CreateMessage<pb::ProcessingRequest>(&arena.arena);
     const ArenaReset reset{arena.arena};
-    if (!request.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
+    thread_local std::vector<HeaderView> headers;
+    RequestView request;
+    if (!decode_request(bytes, rest, headers, request)) {
       service_.metrics_.protocol_error("unparsable_message");
       processor_.on_stream_end();
       responder_.finish(h2::GrpcCode::kInternal, "cannot parse the ProcessingRequest message");

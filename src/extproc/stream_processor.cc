@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <span>
 #include <utility>
 
 #include "director/protocol.h"
@@ -66,7 +67,6 @@
 namespace infergate::extproc {
 namespace {
 
-using ::envoy::config::core::v3::HeaderMap;
 using ::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
 namespace protocol = director::protocol;
 
@@ -100,15 +100,13 @@ void to_lower(std::string& text) {
 
 // Moves the headers out of `map`: lower-case names; values from raw_value (what Envoy sends),
 // falling back to value for older data planes.
-void take_headers(HeaderMap& map, director::Headers& out) {
+void take_headers(std::span<const HeaderView> headers, director::Headers& out) {
   out.clear();
-  out.reserve(static_cast<std::size_t>(map.headers_size()));
-  for (auto& header : *map.mutable_headers()) {
-    std::string name = std::move(*header.mutable_key());
+  out.reserve(headers.size());
+  for (const HeaderView& header : headers) {
+    std::string name(header.key);
     to_lower(name);
-    std::string value = header.raw_value().empty() ? std::move(*header.mutable_value())
-                                                   : std::move(*header.mutable_raw_value());
-    out.emplace_back(std::move(name), std::move(value));
+    out.emplace_back(std::move(name), std::string(header.value));
   }
 }
 
@@ -265,26 +263,31 @@ void StreamProcessor::on_stream_end() {
   metrics_.stream_ended();
 }
 
-StreamAction StreamProcessor::on_message(pb::ProcessingRequest& message, Answers& out) {
+StreamAction StreamProcessor::on_message(const pb::ProcessingRequest& message, Answers& out) {
+  thread_local std::vector<HeaderView> headers;
+  return on_message(view_of(message, headers), out);
+}
+
+StreamAction StreamProcessor::on_message(const RequestView& message, Answers& out) {
   const std::size_t answered_before = out.size();
   const StreamAction action = handle(message, out);
   first_message_ = false;
   // The data plane ignores answers in observability mode: process, but say nothing.
-  if (message.observability_mode()) out.truncate(answered_before);
+  if (message.rest->observability_mode()) out.truncate(answered_before);
   return action;
 }
 
-StreamAction StreamProcessor::handle(pb::ProcessingRequest& message, Answers& out) {
+StreamAction StreamProcessor::handle(const RequestView& message, Answers& out) {
   if (request_state_ == RequestState::kFailed) {
     metrics_.protocol_error(local_replied_ ? "after_local_reply" : "after_protocol_error");
     return StreamAction::kContinue;
   }
-  if (message.has_protocol_config()) {
+  if (message.rest->has_protocol_config()) {
     if (!first_message_) {
       return violation("late_protocol_config",
                        "protocol_config may only be sent on the first message of a stream");
     }
-    const auto& config = message.protocol_config();
+    const auto& config = message.rest->protocol_config();
     const std::array<std::pair<std::string_view, int>, 2> modes = {
         std::pair<std::string_view, int>{"request_body_mode", config.request_body_mode()},
         std::pair<std::string_view, int>{"response_body_mode", config.response_body_mode()}};
@@ -298,7 +301,7 @@ StreamAction StreamProcessor::handle(pb::ProcessingRequest& message, Answers& ou
     }
     body_mode_none_ = config.request_body_mode() == ProcessingMode::NONE;
   }
-  switch (message.request_case()) {
+  switch (message.part) {
     case pb::ProcessingRequest::kRequestHeaders:
       return on_request_headers(message, out);
     case pb::ProcessingRequest::kRequestBody:
@@ -321,13 +324,13 @@ void StreamProcessor::note_subset(const pb::ProcessingRequest& message) {
   if (auto subset = read_subset(message)) subset_ = std::move(subset);
 }
 
-StreamAction StreamProcessor::on_request_headers(pb::ProcessingRequest& message, Answers& out) {
+StreamAction StreamProcessor::on_request_headers(const RequestView& message, Answers& out) {
   if (request_state_ != RequestState::kAwaitHeaders) {
     return violation("duplicate_request_headers", "request_headers received twice");
   }
-  take_headers(*message.mutable_request_headers()->mutable_headers(), request_headers_);
-  note_subset(message);
-  const bool end_of_stream = message.request_headers().end_of_stream();
+  take_headers(message.headers, request_headers_);
+  note_subset(*message.rest);
+  const bool end_of_stream = message.end_of_stream;
   request_ended_ = end_of_stream;
   if (!end_of_stream && !body_mode_none_) {
     if (auto length = director::find_header(request_headers_, "content-length")) {
@@ -350,7 +353,7 @@ StreamAction StreamProcessor::on_request_headers(pb::ProcessingRequest& message,
   return StreamAction::kContinue;
 }
 
-StreamAction StreamProcessor::on_request_body(pb::ProcessingRequest& message, Answers& out) {
+StreamAction StreamProcessor::on_request_body(const RequestView& message, Answers& out) {
   if (request_state_ == RequestState::kAwaitHeaders) {
     return violation("body_before_headers", "request_body received before request_headers");
   }
@@ -362,27 +365,24 @@ StreamAction StreamProcessor::on_request_body(pb::ProcessingRequest& message, An
     return violation("body_after_end_of_stream",
                      "request_body received after the request's end_of_stream");
   }
-  note_subset(message);
-  std::string& chunk = *message.mutable_request_body()->mutable_body();
+  note_subset(*message.rest);
+  const std::string_view chunk = message.body;
   if (options_.max_body_bytes > 0 && body_.size() + chunk.size() > options_.max_body_bytes) {
     const Status status(413, fmt::format("the request body exceeds the limit of {} bytes",
                                          options_.max_body_bytes));
     director_.count_error(status);
     return local_reply(status, out);
   }
-  if (body_.empty() && chunk.size() >= declared_body_bytes_) {
-    body_.swap(chunk);  // the common case: the whole body in one message, no copy
-  } else {
-    if (body_.empty()) body_.reserve(std::min(declared_body_bytes_, kMaxBodyReserveBytes));
-    body_.append(chunk);
+  if (body_.empty()) {
+    body_.reserve(std::max(chunk.size(), std::min(declared_body_bytes_, kMaxBodyReserveBytes)));
   }
-  if (!message.request_body().end_of_stream()) return StreamAction::kContinue;
+  body_.append(chunk);
+  if (!message.end_of_stream) return StreamAction::kContinue;
   request_ended_ = true;
   return route_body(true, out);
 }
 
-StreamAction StreamProcessor::on_request_trailers(const pb::ProcessingRequest& message,
-                                                  Answers& out) {
+StreamAction StreamProcessor::on_request_trailers(const RequestView& message, Answers& out) {
   switch (request_state_) {
     case RequestState::kAwaitHeaders:
       return violation("trailers_before_headers",
@@ -390,7 +390,7 @@ StreamAction StreamProcessor::on_request_trailers(const pb::ProcessingRequest& m
     case RequestState::kBody: {
       // Trailers end the body: the last body answer carries no end_of_stream, the trailers
       // answer follows it.
-      note_subset(message);
+      note_subset(*message.rest);
       request_ended_ = true;
       const StreamAction action = route_body(false, out);
       if (request_state_ == RequestState::kRouted) out.emplace_back().mutable_request_trailers();
@@ -500,7 +500,7 @@ void StreamProcessor::append_response_bytes(std::string_view chunk, bool end_of_
   append_body(std::move(released), end_of_stream, /*request_direction=*/false, out);
 }
 
-StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message, Answers& out) {
+StreamAction StreamProcessor::on_response_headers(const RequestView& message, Answers& out) {
   if (request_state_ != RequestState::kRouted) {
     return violation("response_before_routing",
                      "response_headers received before the request was routed");
@@ -510,10 +510,10 @@ StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message
   }
   {
     director::Headers headers;
-    take_headers(*message.mutable_response_headers()->mutable_headers(), headers);
+    take_headers(message.headers, headers);
     routed_->on_response_headers(headers);
   }
-  Served served = read_served(message);
+  Served served = read_served(*message.rest);
   if (!served.endpoint.empty()) routed_->on_served_endpoint(served.endpoint);
 
   pb::CommonResponse* common = out.emplace_back().mutable_response_headers()->mutable_response();
@@ -525,7 +525,7 @@ StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message
     set_header(*common->mutable_header_mutation(), std::string(protocol::kScoresKey),
                routed_->endpoint_scores());
   }
-  if (message.response_headers().end_of_stream()) {
+  if (message.end_of_stream) {
     std::string ignored;
     routed_->on_response_body({}, true, ignored);
     response_state_ = ResponseState::kDone;
@@ -536,7 +536,7 @@ StreamAction StreamProcessor::on_response_headers(pb::ProcessingRequest& message
   return StreamAction::kContinue;
 }
 
-StreamAction StreamProcessor::on_response_body(pb::ProcessingRequest& message, Answers& out) {
+StreamAction StreamProcessor::on_response_body(const RequestView& message, Answers& out) {
   if (request_state_ != RequestState::kRouted) {
     return violation("response_before_routing",
                      "response_body received before the request was routed");
@@ -549,8 +549,8 @@ StreamAction StreamProcessor::on_response_body(pb::ProcessingRequest& message, A
     return violation("body_after_end_of_stream",
                      "response_body received after the response's end_of_stream");
   }
-  const bool end_of_stream = message.response_body().end_of_stream();
-  append_response_bytes(message.response_body().body(), end_of_stream, end_of_stream, out);
+  const bool end_of_stream = message.end_of_stream;
+  append_response_bytes(message.body, end_of_stream, end_of_stream, out);
   if (end_of_stream) {
     response_state_ = ResponseState::kDone;
     response_ended_ = true;

@@ -50,14 +50,13 @@
 
 #include "director/director.h"
 #include "envoy/service/ext_proc/v3/external_processor.pb.h"
+#include "extproc/request_view.h"
 
 namespace infergate::prom {
 class Registry;
 }
 
 namespace infergate::extproc {
-
-namespace pb = ::envoy::service::ext_proc::v3;
 
 struct ProcessorOptions {
   // The largest body chunk sent back (GIE's BodyByteLimit: below Envoy's 64 KiB per-chunk limit).
@@ -145,9 +144,11 @@ class StreamProcessor {
                   ProcessorMetrics& metrics);
   ~StreamProcessor();  // releases a routed request still in flight (finish(false))
 
-  // Handles one message from the data plane; appends the answers to `out` (possibly none).
-  // Body bytes and header names and values may be moved out of `message`.
-  StreamAction on_message(pb::ProcessingRequest& message, Answers& out);
+  // Handles one message from the data plane; appends the answers to `out` (possibly none). The
+  // view is only read during the call (request_view.h: decoded from the wire, or over a parsed
+  // message, which the second form does).
+  StreamAction on_message(const RequestView& message, Answers& out);
+  StreamAction on_message(const pb::ProcessingRequest& message, Answers& out);
   // The stream ended (half-close, cancellation or transport error): releases the routed
   // request's accounting if its response did not complete. Idempotent.
   void on_stream_end();
@@ -160,12 +161,12 @@ class StreamProcessor {
   enum class RequestState { kAwaitHeaders, kBody, kRouted, kFailed };
   enum class ResponseState { kAwaitHeaders, kBody, kDone, kFailed };
 
-  StreamAction handle(pb::ProcessingRequest& message, Answers& out);
-  StreamAction on_request_headers(pb::ProcessingRequest& message, Answers& out);
-  StreamAction on_request_body(pb::ProcessingRequest& message, Answers& out);
-  StreamAction on_request_trailers(const pb::ProcessingRequest& message, Answers& out);
-  StreamAction on_response_headers(pb::ProcessingRequest& message, Answers& out);
-  StreamAction on_response_body(pb::ProcessingRequest& message, Answers& out);
+  StreamAction handle(const RequestView& message, Answers& out);
+  StreamAction on_request_headers(const RequestView& message, Answers& out);
+  StreamAction on_request_body(const RequestView& message, Answers& out);
+  StreamAction on_request_trailers(const RequestView& message, Answers& out);
+  StreamAction on_response_headers(const RequestView& message, Answers& out);
+  StreamAction on_response_body(const RequestView& message, Answers& out);
   StreamAction on_response_trailers(Answers& out);
   // Keeps the subset hint of a request-direction message that carries one (a later one wins).
   void note_subset(const pb::ProcessingRequest& message);

@@ -918,92 +918,108 @@ class StreamProcessorTranscript : public ::testing::TestWithParam<Transcript> {}
 
 TEST_P(StreamProcessorTranscript, Answers) {
   const Transcript& transcript = GetParam();
-  ManualClock clock;
-  datastore::Datastore store;
-  std::vector<datastore::EndpointSpec> pods;
-  if (transcript.pool != Pool::kEmpty) {
-    pods.push_back(
-        {.pod_name = "pod-1", .namespace_name = "default", .address = "10.0.0.1", .port = 8000});
-  }
-  if (transcript.pool == Pool::kThreePods) {
-    pods.push_back(
-        {.pod_name = "pod-2", .namespace_name = "default", .address = "10.0.0.2", .port = 8000});
-    pods.push_back(
-        {.pod_name = "pod-3", .namespace_name = "default", .address = "10.0.0.3", .port = 8000});
-  }
-  store.set_endpoints(pods);
-
-  api::InferenceModelRewrite rewrite;
-  rewrite.metadata.name = "food-review-canary";
-  rewrite.rules.push_back({.matches = {{.value = "food-review"}},
-                           .targets = {{.model_rewrite = "food-review-v2", .weight = 1}}});
-  auto policies = std::make_shared<const datastore::ModelPolicies>(
-      std::vector<api::InferenceObjective>{}, std::vector<api::InferenceModelRewrite>{rewrite});
-  auto setup = scheduling::build_scheduler(api::default_endpoint_picker_config());
-  ASSERT_TRUE(setup.ok()) << setup.status().message();
-  prom::Registry registry;
-  director::Director director(store, std::move(*setup), policies, clock, registry,
-                              {.conformance_hooks = transcript.conformance_hooks, .seed = 7});
-  ProcessorMetrics metrics(registry);
-
-  auto inflight = [&] {
-    std::int64_t total = 0;
-    for (const auto& endpoint : store.snapshot()->endpoints) {
-      total += endpoint.state->inflight_requests.load();
+  // Each transcript twice: messages handed over parsed (gRPC's callback transport) and as wire
+  // bytes decoded in place (the native transport).
+  for (const bool from_wire : {false, true}) {
+    SCOPED_TRACE(from_wire ? "decoded from the wire" : "parsed message");
+    ManualClock clock;
+    datastore::Datastore store;
+    std::vector<datastore::EndpointSpec> pods;
+    if (transcript.pool != Pool::kEmpty) {
+      pods.push_back(
+          {.pod_name = "pod-1", .namespace_name = "default", .address = "10.0.0.1", .port = 8000});
     }
-    return total;
-  };
+    if (transcript.pool == Pool::kThreePods) {
+      pods.push_back(
+          {.pod_name = "pod-2", .namespace_name = "default", .address = "10.0.0.2", .port = 8000});
+      pods.push_back(
+          {.pod_name = "pod-3", .namespace_name = "default", .address = "10.0.0.3", .port = 8000});
+    }
+    store.set_endpoints(pods);
 
-  {
-    StreamProcessor processor(director, transcript.options, metrics);
-    for (std::size_t step_idx = 0; step_idx < transcript.steps.size(); ++step_idx) {
-      const Step& step = transcript.steps[step_idx];
-      SCOPED_TRACE(fmt::format("step {}: {:.300}", step_idx, step.input));
-      pb::ProcessingRequest message;
-      ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(step.input, &message))
-          << "the input does not parse";
-      Answers out;
-      const StreamAction action = processor.on_message(message, out);
-      EXPECT_EQ(action, step.action) << "error message: " << processor.error_message();
-      if (step.action == StreamAction::kFinishError) {
-        EXPECT_NE(processor.error_message().find(step.error), std::string::npos)
-            << "error message: " << processor.error_message();
+    api::InferenceModelRewrite rewrite;
+    rewrite.metadata.name = "food-review-canary";
+    rewrite.rules.push_back({.matches = {{.value = "food-review"}},
+                             .targets = {{.model_rewrite = "food-review-v2", .weight = 1}}});
+    auto policies = std::make_shared<const datastore::ModelPolicies>(
+        std::vector<api::InferenceObjective>{}, std::vector<api::InferenceModelRewrite>{rewrite});
+    auto setup = scheduling::build_scheduler(api::default_endpoint_picker_config());
+    ASSERT_TRUE(setup.ok()) << setup.status().message();
+    prom::Registry registry;
+    director::Director director(store, std::move(*setup), policies, clock, registry,
+                                {.conformance_hooks = transcript.conformance_hooks, .seed = 7});
+    ProcessorMetrics metrics(registry);
+
+    auto inflight = [&] {
+      std::int64_t total = 0;
+      for (const auto& endpoint : store.snapshot()->endpoints) {
+        total += endpoint.state->inflight_requests.load();
       }
-      ASSERT_EQ(out.size(), step.expected.size()) << "answers:\n" << describe(out);
-      for (std::size_t answer_idx = 0; answer_idx < out.size(); ++answer_idx) {
-        std::string expected_text = step.expected[answer_idx];
-        if (const auto* routed = processor.routed()) {
-          replace_all(expected_text, "{request_id}", routed->request_id());
-          replace_all(expected_text, "{scores}", escaped(routed->endpoint_scores()));
+      return total;
+    };
+
+    {
+      StreamProcessor processor(director, transcript.options, metrics);
+      for (std::size_t step_idx = 0; step_idx < transcript.steps.size(); ++step_idx) {
+        const Step& step = transcript.steps[step_idx];
+        SCOPED_TRACE(fmt::format("step {}: {:.300}", step_idx, step.input));
+        pb::ProcessingRequest message;
+        ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(step.input, &message))
+            << "the input does not parse";
+        Answers out;
+        StreamAction action = StreamAction::kContinue;
+        if (from_wire) {
+          // As the native transport reads it: decoded in place from the serialised bytes.
+          const std::string wire = message.SerializeAsString();
+          pb::ProcessingRequest rest;
+          std::vector<HeaderView> headers;
+          RequestView view;
+          ASSERT_TRUE(decode_request(wire, rest, headers, view));
+          action = processor.on_message(view, out);
+        } else {
+          action = processor.on_message(message, out);
         }
-        pb::ProcessingResponse expected;
-        ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(expected_text, &expected))
-            << "expected answer " << answer_idx << " does not parse: " << expected_text;
-        std::string differences;
-        google::protobuf::util::MessageDifferencer differencer;
-        differencer.ReportDifferencesToString(&differences);
-        EXPECT_TRUE(differencer.Compare(expected, out[answer_idx]))
-            << "answer " << answer_idx << " differs:\n"
-            << differences << "got:\n"
-            << out[answer_idx].DebugString() << "want:\n"
-            << expected.DebugString();
+        EXPECT_EQ(action, step.action) << "error message: " << processor.error_message();
+        if (step.action == StreamAction::kFinishError) {
+          EXPECT_NE(processor.error_message().find(step.error), std::string::npos)
+              << "error message: " << processor.error_message();
+        }
+        ASSERT_EQ(out.size(), step.expected.size()) << "answers:\n" << describe(out);
+        for (std::size_t answer_idx = 0; answer_idx < out.size(); ++answer_idx) {
+          std::string expected_text = step.expected[answer_idx];
+          if (const auto* routed = processor.routed()) {
+            replace_all(expected_text, "{request_id}", routed->request_id());
+            replace_all(expected_text, "{scores}", escaped(routed->endpoint_scores()));
+          }
+          pb::ProcessingResponse expected;
+          ASSERT_TRUE(google::protobuf::TextFormat::ParseFromString(expected_text, &expected))
+              << "expected answer " << answer_idx << " does not parse: " << expected_text;
+          std::string differences;
+          google::protobuf::util::MessageDifferencer differencer;
+          differencer.ReportDifferencesToString(&differences);
+          EXPECT_TRUE(differencer.Compare(expected, out[answer_idx]))
+              << "answer " << answer_idx << " differs:\n"
+              << differences << "got:\n"
+              << out[answer_idx].DebugString() << "want:\n"
+              << expected.DebugString();
+        }
       }
+      if (transcript.check) transcript.check(processor);
+      EXPECT_EQ(inflight(), transcript.inflight_before_end) << "in-flight before the stream end";
+      EXPECT_NE(registry.expose().find("infergate_extproc_active_streams 1.0"), std::string::npos);
+      processor.on_stream_end();
+      processor.on_stream_end();  // idempotent
+      EXPECT_EQ(inflight(), 0) << "in-flight after the stream end";
     }
-    if (transcript.check) transcript.check(processor);
-    EXPECT_EQ(inflight(), transcript.inflight_before_end) << "in-flight before the stream end";
-    EXPECT_NE(registry.expose().find("infergate_extproc_active_streams 1.0"), std::string::npos);
-    processor.on_stream_end();
-    processor.on_stream_end();  // idempotent
-    EXPECT_EQ(inflight(), 0) << "in-flight after the stream end";
-  }
-  EXPECT_EQ(inflight(), 0);
-  const std::string text = registry.expose();
-  EXPECT_NE(text.find("infergate_extproc_streams_total 1.0"), std::string::npos) << text;
-  EXPECT_NE(text.find("infergate_extproc_active_streams 0.0"), std::string::npos) << text;
-  for (const std::string& line : transcript.metrics) {
-    EXPECT_NE(text.find(line), std::string::npos)
-        << "missing in /metrics: " << line << "\nthat metric's lines:\n"
-        << lines_of(text, line.substr(0, line.find_first_of("{ ")));
+    EXPECT_EQ(inflight(), 0);
+    const std::string text = registry.expose();
+    EXPECT_NE(text.find("infergate_extproc_streams_total 1.0"), std::string::npos) << text;
+    EXPECT_NE(text.find("infergate_extproc_active_streams 0.0"), std::string::npos) << text;
+    for (const std::string& line : transcript.metrics) {
+      EXPECT_NE(text.find(line), std::string::npos)
+          << "missing in /metrics: " << line << "\nthat metric's lines:\n"
+          << lines_of(text, line.substr(0, line.find_first_of("{ ")));
+    }
   }
 }
 
@@ -1067,7 +1083,7 @@ TEST(StreamProcessorLifetimeTest, DestructorEndsTheStreamAndReleasesTheRequest) 
 }
 
 // The request body is moved out of the message, not copied.
-TEST(StreamProcessorLifetimeTest, BodyBytesAreMovedOutOfTheMessage) {
+TEST(StreamProcessorLifetimeTest, TheMessageIsOnlyRead) {
   ManualClock clock;
   datastore::Datastore store;
   store.set_endpoints(
@@ -1086,8 +1102,9 @@ TEST(StreamProcessorLifetimeTest, BodyBytesAreMovedOutOfTheMessage) {
   message.Clear();
   message.mutable_request_body()->set_body(kBody);
   message.mutable_request_body()->set_end_of_stream(true);
+  const pb::ProcessingRequest sent = message;
   ASSERT_EQ(processor.on_message(message, out), StreamAction::kContinue);
-  EXPECT_TRUE(message.request_body().body().empty());
+  EXPECT_EQ(message.SerializeAsString(), sent.SerializeAsString());
   ASSERT_EQ(out.size(), 2u);
   // No rewrite configured: the body goes back byte for byte.
   EXPECT_EQ(out[1].request_body().response().body_mutation().streamed_response().body(), kBody);

@@ -1,0 +1,246 @@
+// decode_request (the native transport's in-place reading of a ProcessingRequest) against
+// protobuf's own parser: for well-formed messages of every part, for unusual but valid wire
+// shapes (concatenated messages, repeated fields, unknown fields, wrong wire types, non-ASCII
+// header text) and for corrupted bytes, the view must equal view_of() of what protobuf parses, and
+// the bytes must be rejected exactly when protobuf rejects them.
+#include "extproc/request_view.h"
+
+#include <fmt/format.h>
+#include <google/protobuf/stubs/logging.h>
+#include <google/protobuf/text_format.h>
+#include <google/protobuf/util/message_differencer.h>
+#include <gtest/gtest.h>
+
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace infergate::extproc {
+namespace {
+
+pb::ProcessingRequest parse_text(const std::string& text) {
+  pb::ProcessingRequest message;
+  EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &message)) << text;
+  return message;
+}
+
+std::vector<std::pair<std::string, std::string>> pairs(const RequestView& view) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const HeaderView& header : view.headers) {
+    out.emplace_back(std::string(header.key), std::string(header.value));
+  }
+  return out;
+}
+
+// The fields a view leaves in `rest`: the message without its headers or body part.
+pb::ProcessingRequest without_view_part(pb::ProcessingRequest message) {
+  switch (message.request_case()) {
+    case pb::ProcessingRequest::kRequestHeaders:
+    case pb::ProcessingRequest::kResponseHeaders:
+    case pb::ProcessingRequest::kRequestBody:
+    case pb::ProcessingRequest::kResponseBody:
+      message.clear_request();
+      break;
+    default:
+      break;
+  }
+  return message;
+}
+
+// Decodes `wire` and checks the result against protobuf's parse of the same bytes.
+void expect_same_as_protobuf(const std::string& wire) {
+  pb::ProcessingRequest parsed;
+  const bool protobuf_ok = parsed.ParseFromString(wire);
+  pb::ProcessingRequest rest;
+  std::vector<HeaderView> headers;
+  RequestView view;
+  const bool ok = decode_request(wire, rest, headers, view);
+  ASSERT_EQ(ok, protobuf_ok);
+  if (!ok) return;
+  std::vector<HeaderView> expected_headers;
+  const RequestView expected = view_of(parsed, expected_headers);
+  EXPECT_EQ(view.part, expected.part);
+  EXPECT_EQ(pairs(view), pairs(expected));
+  EXPECT_EQ(view.body, expected.body);
+  EXPECT_EQ(view.end_of_stream, expected.end_of_stream);
+  ASSERT_NE(view.rest, nullptr);
+  std::string differences;
+  google::protobuf::util::MessageDifferencer differencer;
+  differencer.ReportDifferencesToString(&differences);
+  EXPECT_TRUE(differencer.Compare(without_view_part(parsed), without_view_part(*view.rest)))
+      << differences;
+}
+
+// Valid messages of every part, as an Envoy configured for FULL_DUPLEX_STREAMED sends them.
+const std::vector<std::string>& samples() {
+  static const std::vector<std::string> kSamples = {
+      R"pb(request_headers {
+             headers {
+               headers { key: ":method" raw_value: "POST" }
+               headers { key: ":path" raw_value: "/v1/completions" }
+               headers { key: "Content-Type" raw_value: "application/json" }
+               headers { key: "x-legacy" value: "from value" }
+               headers { key: "x-both" value: "ignored" raw_value: "wins" }
+               headers { key: "x-empty" }
+             }
+           }
+           metadata_context {
+             filter_metadata {
+               key: "envoy.lb.subset_hint"
+               value {
+                 fields {
+                   key: "x-gateway-destination-endpoint-subset"
+                   value { string_value: "10.0.0.1:8000" }
+                 }
+               }
+             }
+           }
+           protocol_config {
+             request_body_mode: FULL_DUPLEX_STREAMED
+             response_body_mode: FULL_DUPLEX_STREAMED
+           })pb",
+      R"pb(request_headers {
+             headers { headers { key: ":method" raw_value: "GET" } }
+             end_of_stream: true
+           })pb",
+      R"pb(request_body { body: "{\"model\":\"m\",\"prompt\":\"hello\"}" end_of_stream: true })pb",
+      R"pb(request_body { body: "" })pb",
+      R"pb(request_trailers { trailers { headers { key: "grpc-status" raw_value: "0" } } })pb",
+      R"pb(response_headers { headers { headers { key: ":status" raw_value: "200" } } }
+           metadata_context {
+             filter_metadata {
+               key: "envoy.lb"
+               value {
+                 fields {
+                   key: "x-gateway-destination-endpoint-served"
+                   value { string_value: "10.0.0.2:8000" }
+                 }
+               }
+             }
+           })pb",
+      R"pb(response_body { body: "data: {}\n\n" end_of_stream: true })pb",
+      R"pb(response_trailers {})pb",
+      R"pb(request_body { body: "x" }
+           observability_mode: true)pb",
+      R"pb(attributes {
+             key: "envoy.filters.http.ext_proc"
+             value {
+               fields {
+                 key: "request.path"
+                 value { string_value: "/v1" }
+               }
+             }
+           })pb",
+      R"pb()pb",
+  };
+  return kSamples;
+}
+
+TEST(RequestView, WellFormedMessagesOfEveryPart) {
+  for (const std::string& text : samples()) {
+    SCOPED_TRACE(text);
+    expect_same_as_protobuf(parse_text(text).SerializeAsString());
+  }
+}
+
+TEST(RequestView, ReadsInPlace) {
+  const std::string wire = parse_text(samples()[0]).SerializeAsString();
+  pb::ProcessingRequest rest;
+  std::vector<HeaderView> headers;
+  RequestView view;
+  ASSERT_TRUE(decode_request(wire, rest, headers, view));
+  EXPECT_EQ(view.part, pb::ProcessingRequest::kRequestHeaders);
+  ASSERT_EQ(view.headers.size(), 6u);
+  EXPECT_EQ(view.headers[2].key, "Content-Type");  // as sent: lower-casing is the processor's
+  EXPECT_EQ(view.headers[3].value, "from value");
+  EXPECT_EQ(view.headers[4].value, "wins");
+  EXPECT_EQ(view.headers[5].value, "");
+  for (const HeaderView& header : view.headers) {
+    EXPECT_GE(header.key.data(), wire.data());  // views of the wire bytes, not copies
+    EXPECT_LE(header.key.data() + header.key.size(), wire.data() + wire.size());
+  }
+  EXPECT_FALSE(view.end_of_stream);
+  EXPECT_FALSE(view.rest->has_request_headers());
+  EXPECT_TRUE(view.rest->has_metadata_context());
+  EXPECT_TRUE(view.rest->has_protocol_config());
+}
+
+TEST(RequestView, UnusualButValidShapes) {
+  auto wire_of = [](const std::string& text) { return parse_text(text).SerializeAsString(); };
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      // Concatenated messages merge: a second part replaces the first (oneof), the same part
+      // twice merges (headers appended), later scalars win.
+      {"two parts", wire_of(samples()[0]) + wire_of(samples()[2])},
+      {"body then headers", wire_of(samples()[2]) + wire_of(samples()[1])},
+      {"headers twice",
+       wire_of(R"pb(request_headers { headers { headers { key: "a" raw_value: "1" } } })pb") +
+           wire_of(R"pb(request_headers {
+                          headers { headers { key: "b" raw_value: "2" } }
+                          end_of_stream: true
+                        })pb")},
+      {"body twice", wire_of(R"pb(request_body { body: "first" end_of_stream: true })pb") +
+                         wire_of(R"pb(request_body { body: "second" })pb")},
+      {"trailers then body", wire_of(samples()[4]) + wire_of(samples()[2])},
+      {"metadata twice", wire_of(samples()[5]) + wire_of(samples()[0])},
+      // Unknown fields at every level, and known field numbers with the wrong wire type.
+      {"unknown top-level field", wire_of(samples()[2]) + std::string("\xa0\x06\x01", 3)},
+      {"wrong wire type for request_body", std::string("\x20\x01", 2) + wire_of(samples()[1])},
+      {"unknown field in HttpBody",
+       std::string("\x22\x05\x0a\x01x\x28\x07", 7)},  // request_body { body: "x" 5: 7 }
+      {"unknown field in HeaderValue",
+       std::string("\x12\x09\x0a\x07\x0a\x05\x0a\x01k\x30\x01", 11)},  // key "k", 6: 1
+      {"non-ASCII header value",
+       wire_of(R"pb(request_headers { headers { headers { key: "x" value: "caf\303\251" } } })pb")},
+      {"non-ASCII header name",
+       wire_of(
+           R"pb(request_headers { headers { headers { key: "\303\251" raw_value: "v" } } })pb")},
+      {"bytes raw_value, not UTF-8",
+       wire_of(
+           R"pb(request_headers { headers { headers { key: "x" raw_value: "\377\376" } } })pb")},
+      {"deprecated HttpHeaders.attributes",
+       wire_of(R"pb(request_headers {
+                      headers { headers { key: "x" raw_value: "v" } }
+                      attributes {
+                        key: "a"
+                        value {
+                          fields {
+                            key: "k"
+                            value { bool_value: true }
+                          }
+                        }
+                      }
+                    })pb")},
+  };
+  for (const auto& [description, wire] : cases) {
+    SCOPED_TRACE(description);
+    expect_same_as_protobuf(wire);
+  }
+}
+
+TEST(RequestView, MalformedBytesAreRejectedAsProtobufRejectsThem) {
+  const google::protobuf::LogSilencer quiet;  // protobuf logs each invalid UTF-8 string it meets
+  std::mt19937 random(42);
+  for (const std::string& text : samples()) {
+    const std::string wire = parse_text(text).SerializeAsString();
+    for (std::size_t length = 0; length < wire.size(); ++length) {
+      SCOPED_TRACE(fmt::format("{:.60} truncated to {} bytes", text, length));
+      expect_same_as_protobuf(wire.substr(0, length));
+    }
+    for (int round = 0; round < 300 && !wire.empty(); ++round) {
+      std::string corrupted = wire;
+      const int flips = 1 + static_cast<int>(random() % 3);
+      for (int flip = 0; flip < flips; ++flip) {
+        corrupted[random() % corrupted.size()] = static_cast<char>(random() % 256);
+      }
+      SCOPED_TRACE(fmt::format("{:.60} corrupted, round {}", text, round));
+      expect_same_as_protobuf(corrupted);
+    }
+  }
+  expect_same_as_protobuf(std::string("\x00", 1));              // field number 0
+  expect_same_as_protobuf(std::string("\x12\xff\xff\xff", 4));  // length past the end
+  expect_same_as_protobuf(std::string("\x0b\x0c", 2));          // a group (field 1)
+}
+
+}  // namespace
+}  // namespace infergate::extproc
