@@ -395,6 +395,9 @@ asio::awaitable<void> Proxy::relay_through_epp(RequestState& state, http::Respon
           epp_status = epp_->on_failure(*epp_error);
           if (!epp_status && keep_raw) {
             count_epp_failure(*epp_error, "fail_open");
+            // `raw` holds every upstream byte so far: what the EPP returned of them (held in
+            // `whole` when not streaming) is dropped, or the client would get it twice.
+            whole.clear();
             pass_through = true;  // upstream_to_epp relays the rest unchanged
             co_return;
           }
