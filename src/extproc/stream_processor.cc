@@ -98,8 +98,8 @@ void to_lower(std::string& text) {
   }
 }
 
-// Moves the headers out of `map`: lower-case names; values from raw_value (what Envoy sends),
-// falling back to value for older data planes.
+// Copies the headers: lower-case names; values as the view gives them (raw_value, what Envoy
+// sends, or value for older data planes).
 void take_headers(std::span<const HeaderView> headers, director::Headers& out) {
   out.clear();
   out.reserve(headers.size());
