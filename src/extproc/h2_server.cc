@@ -559,6 +559,10 @@ class Connection final : public Session, public std::enable_shared_from_this<Con
 
   void go_away() override {
     if (closed_ || draining_) return;
+    if (session_ == nullptr) {
+      close();  // still in its TLS handshake: no HTTP/2 session to say GOAWAY on
+      return;
+    }
     draining_ = true;
     nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
                           nghttp2_session_get_last_proc_stream_id(session_), NGHTTP2_NO_ERROR,

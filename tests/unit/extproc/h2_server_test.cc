@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "envoy/service/ext_proc/v3/external_processor.grpc.pb.h"
+#include "extproc/tls.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace infergate::extproc::h2 {
@@ -360,6 +363,31 @@ TEST_F(H2ServerTest, GracefulShutdownCompletesACallInFlight) {
   stopper.join();
   EXPECT_EQ(observed_.cancelled.load(), 0);
   EXPECT_EQ(observed_.half_closed.load(), 1);
+}
+
+TEST(H2ServerShutdownTest, AConnectionStillInItsTlsHandshakeIsClosed) {
+  auto material = generate_self_signed();
+  ASSERT_TRUE(material.ok()) << material.status().message();
+  MethodTable methods;
+  methods.emplace(std::string(kCheck),
+                  [](CallResponder& responder) { return std::make_unique<CheckCall>(responder); });
+  ServerOptions options;
+  options.address = "127.0.0.1";
+  options.workers = 1;
+  options.tls = &*material;
+  Server server(options, methods);
+  // A client that connects and never starts the handshake: the connection has no HTTP/2 session.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket silent(io);
+  silent.connect({boost::asio::ip::make_address("127.0.0.1"), server.port()});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (server.stats().connections_active.load() != 1 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  ASSERT_EQ(server.stats().connections_active.load(), 1);
+  server.shutdown(std::chrono::seconds(5));  // the grace asks every connection to go away
+  EXPECT_EQ(server.stats().connections_active.load(), 0);
 }
 
 TEST(H2ServerStartupTest, RefusesAnAddressItCannotBind) {
