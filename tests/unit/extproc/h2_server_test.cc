@@ -99,6 +99,25 @@ class CheckCall final : public Call {
   CallResponder& responder_;
 };
 
+// Waits (bounded) for a condition another thread makes true.
+template <typename Predicate>
+bool eventually(Predicate predicate) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::yield();
+  }
+  return true;
+}
+
+// Only the health Check method.
+MethodTable check_only() {
+  MethodTable methods;
+  methods.emplace(std::string(kCheck),
+                  [](CallResponder& responder) { return std::make_unique<CheckCall>(responder); });
+  return methods;
+}
+
 class H2ServerTest : public ::testing::Test {
  protected:
   void start(ServerOptions options = {}) {
@@ -125,17 +144,6 @@ class H2ServerTest : public ::testing::Test {
   }
   static const std::string& echoed(const pb::ProcessingResponse& response) {
     return response.request_body().response().body_mutation().body();
-  }
-
-  // Waits (bounded) for a condition another thread makes true.
-  template <typename Predicate>
-  static bool eventually(Predicate predicate) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (!predicate()) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::yield();
-    }
-    return true;
   }
 
   Observed observed_;
@@ -368,32 +376,22 @@ TEST_F(H2ServerTest, GracefulShutdownCompletesACallInFlight) {
 TEST(H2ServerShutdownTest, AConnectionStillInItsTlsHandshakeIsClosed) {
   auto material = generate_self_signed();
   ASSERT_TRUE(material.ok()) << material.status().message();
-  MethodTable methods;
-  methods.emplace(std::string(kCheck),
-                  [](CallResponder& responder) { return std::make_unique<CheckCall>(responder); });
   ServerOptions options;
   options.address = "127.0.0.1";
   options.workers = 1;
   options.tls = &*material;
-  Server server(options, methods);
+  Server server(options, check_only());
   // A client that connects and never starts the handshake: the connection has no HTTP/2 session.
   boost::asio::io_context io;
   boost::asio::ip::tcp::socket silent(io);
   silent.connect({boost::asio::ip::make_address("127.0.0.1"), server.port()});
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (server.stats().connections_active.load() != 1 &&
-         std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::yield();
-  }
-  ASSERT_EQ(server.stats().connections_active.load(), 1);
+  ASSERT_TRUE(eventually([&] { return server.stats().connections_active.load() == 1; }));
   server.shutdown(std::chrono::seconds(5));  // the grace asks every connection to go away
   EXPECT_EQ(server.stats().connections_active.load(), 0);
 }
 
 TEST(H2ServerStartupTest, RefusesAnAddressItCannotBind) {
-  MethodTable methods;
-  methods.emplace(std::string(kCheck),
-                  [](CallResponder& responder) { return std::make_unique<CheckCall>(responder); });
+  const MethodTable methods = check_only();
   ServerOptions options;
   options.address = "127.0.0.1";
   options.workers = 1;
