@@ -18,22 +18,18 @@ constexpr std::uint32_t tag_of(int field, WireFormatLite::WireType type) {
 constexpr auto kBytes = WireFormatLite::WIRETYPE_LENGTH_DELIMITED;
 constexpr auto kVarint = WireFormatLite::WIRETYPE_VARINT;
 
-// Field tags (external_processor.proto, base.proto).
-constexpr std::uint32_t kRequestHeadersTag = tag_of(2, kBytes);
-constexpr std::uint32_t kResponseHeadersTag = tag_of(3, kBytes);
-constexpr std::uint32_t kRequestBodyTag = tag_of(4, kBytes);
-constexpr std::uint32_t kResponseBodyTag = tag_of(5, kBytes);
-constexpr std::uint32_t kRequestTrailersTag = tag_of(6, kBytes);
-constexpr std::uint32_t kResponseTrailersTag = tag_of(7, kBytes);
-constexpr std::uint32_t kHttpHeadersMapTag = tag_of(1, kBytes);         // HttpHeaders.headers
-constexpr std::uint32_t kHttpHeadersAttributesTag = tag_of(2, kBytes);  // (deprecated)
-constexpr std::uint32_t kHttpHeadersEndTag = tag_of(3, kVarint);        // HttpHeaders.end_of_stream
-constexpr std::uint32_t kHeaderMapValueTag = tag_of(1, kBytes);         // HeaderMap.headers
-constexpr std::uint32_t kHeaderKeyTag = tag_of(1, kBytes);              // HeaderValue.key
-constexpr std::uint32_t kHeaderValueTag = tag_of(2, kBytes);            // HeaderValue.value
-constexpr std::uint32_t kHeaderRawValueTag = tag_of(3, kBytes);         // HeaderValue.raw_value
-constexpr std::uint32_t kHttpBodyBytesTag = tag_of(1, kBytes);          // HttpBody.body
-constexpr std::uint32_t kHttpBodyEndTag = tag_of(2, kVarint);           // HttpBody.end_of_stream
+// Fields and tags (external_processor.proto, base.proto).
+constexpr int kFirstPartField = pb::ProcessingRequest::kRequestHeaders;   // 2
+constexpr int kLastPartField = pb::ProcessingRequest::kResponseTrailers;  // 7
+constexpr std::uint32_t kHttpHeadersMapTag = tag_of(1, kBytes);           // HttpHeaders.headers
+constexpr std::uint32_t kHttpHeadersAttributesTag = tag_of(2, kBytes);    // (deprecated)
+constexpr std::uint32_t kHttpHeadersEndTag = tag_of(3, kVarint);  // HttpHeaders.end_of_stream
+constexpr std::uint32_t kHeaderMapValueTag = tag_of(1, kBytes);   // HeaderMap.headers
+constexpr std::uint32_t kHeaderKeyTag = tag_of(1, kBytes);        // HeaderValue.key
+constexpr std::uint32_t kHeaderValueTag = tag_of(2, kBytes);      // HeaderValue.value
+constexpr std::uint32_t kHeaderRawValueTag = tag_of(3, kBytes);   // HeaderValue.raw_value
+constexpr std::uint32_t kHttpBodyBytesTag = tag_of(1, kBytes);    // HttpBody.body
+constexpr std::uint32_t kHttpBodyEndTag = tag_of(2, kVarint);     // HttpBody.end_of_stream
 
 CodedInputStream stream_over(std::string_view bytes) {
   return CodedInputStream(reinterpret_cast<const std::uint8_t*>(bytes.data()),
@@ -167,29 +163,12 @@ bool decode_in_place(std::string_view wire, pb::ProcessingRequest& rest,
     std::uint32_t tag = 0;
     if (!next_tag(in, wire.size(), tag)) return false;
     if (tag == 0) break;
-    pb::ProcessingRequest::RequestCase part = pb::ProcessingRequest::REQUEST_NOT_SET;
-    switch (tag) {
-      case kRequestHeadersTag:
-        part = pb::ProcessingRequest::kRequestHeaders;
-        break;
-      case kResponseHeadersTag:
-        part = pb::ProcessingRequest::kResponseHeaders;
-        break;
-      case kRequestBodyTag:
-        part = pb::ProcessingRequest::kRequestBody;
-        break;
-      case kResponseBodyTag:
-        part = pb::ProcessingRequest::kResponseBody;
-        break;
-      case kRequestTrailersTag:
-        part = pb::ProcessingRequest::kRequestTrailers;
-        break;
-      case kResponseTrailersTag:
-        part = pb::ProcessingRequest::kResponseTrailers;
-        break;
-      default:
-        break;
-    }
+    // The request parts are fields 2-7 of the oneof, whose case values are the field numbers.
+    const int field = WireFormatLite::GetTagFieldNumber(tag);
+    const auto part = field >= kFirstPartField && field <= kLastPartField &&
+                              WireFormatLite::GetTagWireType(tag) == kBytes
+                          ? static_cast<pb::ProcessingRequest::RequestCase>(field)
+                          : pb::ProcessingRequest::REQUEST_NOT_SET;
     if (part != pb::ProcessingRequest::REQUEST_NOT_SET) {
       // A second part would replace or merge into the first: protobuf's rules, protobuf's parser.
       if (out.part != pb::ProcessingRequest::REQUEST_NOT_SET) return false;
