@@ -20,9 +20,14 @@ constexpr std::size_t kMaxShards = std::size_t{1} << 20;
 constexpr int kHomeShift = 24;
 constexpr std::size_t kInitialSlots = 16;
 constexpr std::uint32_t kInitialSetCapacity = 4;
+// Blocks ahead whose table slots (and whose LRU victims' slots) are prefetched: at steady state a
+// new block misses the cache at its own slot and at its victim's, the tables being bigger than a
+// core's caches, and most of an add's time was those waits.
+constexpr std::size_t kPrefetchAhead = 4;
 
 // murmur3's 64-bit finaliser: spreads keys over shards and slots even when they are not
-// xxhash outputs (tests, adversarial prompts still land on well-mixed positions).
+// xxhash outputs (tests, adversarial prompts still land on well-mixed positions). A bijection, so
+// the tables store mixed hashes as their keys and never mix a stored key again.
 std::uint64_t mix(std::uint64_t key) {
   key ^= key >> 33;
   key *= 0xff51afd7ed558ccdULL;
@@ -68,7 +73,7 @@ std::uint32_t find_node(std::uint64_t payload, ServerId server) {
 }
 
 struct Slot {
-  BlockHash key = 0;
+  std::uint64_t key = 0;  // mix(block hash)
   std::uint64_t payload = 0;
 };
 
@@ -139,12 +144,17 @@ std::size_t counter_stripe() {
 }  // namespace
 
 // One shard of `hash -> set(server)`: linear probing with backward-shift deletion (no
-// tombstones), load kept at or below 0.8.
+// tombstones), load kept at or below 0.8. Keys are mixed hashes (see mix()): a key's shard is its
+// low bits, its home slot the bits above kHomeShift.
 struct alignas(64) PrefixIndex::Shard {
   mutable SpinSharedMutex mu;
   std::vector<Slot> slots;  // empty or a power of two
   std::size_t used = 0;
   std::size_t set_bytes = 0;  // heap sets' bytes
+  // Where `slots` lives, for prefetching without the lock: written under the writer lock, read
+  // relaxed. A stale pair only prefetches a useless line (a prefetch never faults).
+  std::atomic<const Slot*> table_hint{nullptr};
+  std::atomic<std::size_t> mask_hint{0};
 
   ~Shard() {
     for (const Slot& slot : slots) {
@@ -152,28 +162,40 @@ struct alignas(64) PrefixIndex::Shard {
     }
   }
 
-  std::size_t home(std::uint64_t mixed) const { return (mixed >> kHomeShift) & (slots.size() - 1); }
+  std::size_t home(std::uint64_t key) const { return (key >> kHomeShift) & (slots.size() - 1); }
 
-  const Slot* find(BlockHash key, std::uint64_t mixed) const {
+  void prefetch(std::uint64_t key) const {
+    const Slot* table = table_hint.load(std::memory_order_relaxed);
+    if (table == nullptr) return;
+    __builtin_prefetch(table + ((key >> kHomeShift) & mask_hint.load(std::memory_order_relaxed)));
+  }
+
+  // The slot holding `key`, or else the empty slot where its probe sequence ends (payload 0,
+  // where insert_at can put it); nullptr when the table has no slots yet.
+  const Slot* probe(std::uint64_t key) const {
     if (slots.empty()) return nullptr;
     const std::size_t mask = slots.size() - 1;
-    for (std::size_t pos = home(mixed);; pos = (pos + 1) & mask) {
+    for (std::size_t pos = home(key);; pos = (pos + 1) & mask) {
       const Slot& slot = slots[pos];
-      if (slot.payload == 0) return nullptr;
-      if (slot.key == key) return &slot;
+      if (slot.payload == 0 || slot.key == key) return &slot;
     }
   }
-  Slot* find(BlockHash key, std::uint64_t mixed) {
-    return const_cast<Slot*>(std::as_const(*this).find(key, mixed));
-  }
+  Slot* probe(std::uint64_t key) { return const_cast<Slot*>(std::as_const(*this).probe(key)); }
 
-  // `key` must be absent.
-  void insert_new(BlockHash key, std::uint64_t mixed, std::uint64_t payload) {
-    if ((used + 1) * 5 > slots.size() * 4) grow();
-    const std::size_t mask = slots.size() - 1;
-    std::size_t pos = home(mixed);
-    while (slots[pos].payload != 0) pos = (pos + 1) & mask;
-    slots[pos] = Slot{key, payload};
+  const Slot* find(std::uint64_t key) const {
+    const Slot* slot = probe(key);
+    return slot != nullptr && slot->payload != 0 ? slot : nullptr;
+  }
+  Slot* find(std::uint64_t key) { return const_cast<Slot*>(std::as_const(*this).find(key)); }
+
+  // Inserts the absent `key` at `end`, the empty slot its probe() returned (or nullptr), unless
+  // the table must grow first.
+  void insert_at(Slot* end, std::uint64_t key, std::uint64_t payload) {
+    if (end == nullptr || (used + 1) * 5 > slots.size() * 4) {
+      grow();
+      end = probe(key);
+    }
+    *end = Slot{key, payload};
     ++used;
   }
 
@@ -183,10 +205,12 @@ struct alignas(64) PrefixIndex::Shard {
     const std::size_t mask = slots.size() - 1;
     for (const Slot& slot : old) {
       if (slot.payload == 0) continue;
-      std::size_t pos = home(mix(slot.key));
+      std::size_t pos = home(slot.key);
       while (slots[pos].payload != 0) pos = (pos + 1) & mask;
       slots[pos] = slot;
     }
+    table_hint.store(slots.data(), std::memory_order_relaxed);
+    mask_hint.store(mask, std::memory_order_relaxed);
   }
 
   void erase(Slot* slot) {
@@ -194,7 +218,7 @@ struct alignas(64) PrefixIndex::Shard {
     std::size_t hole = static_cast<std::size_t>(slot - slots.data());
     for (std::size_t pos = (hole + 1) & mask; slots[pos].payload != 0; pos = (pos + 1) & mask) {
       // An entry may move back into the hole unless its home lies cyclically in (hole, pos].
-      const std::size_t entry_home = home(mix(slots[pos].key));
+      const std::size_t entry_home = home(slots[pos].key);
       const bool stays = hole < pos ? (hole < entry_home && entry_home <= pos)
                                     : (hole < entry_home || entry_home <= pos);
       if (stays) continue;
@@ -328,8 +352,13 @@ PrefixIndex::PrefixIndex(PrefixIndexOptions options)
 
 PrefixIndex::~PrefixIndex() = default;
 
-PrefixIndex::Shard& PrefixIndex::shard_for(BlockHash hash) const {
-  return shards_[mix(hash) & shard_mask_];
+PrefixIndex::Shard& PrefixIndex::shard_for(std::uint64_t key) const {
+  return shards_[key & shard_mask_];
+}
+
+void PrefixIndex::prefetch(BlockHash hash) const {
+  const std::uint64_t key = mix(hash);
+  shard_for(key).prefetch(key);
 }
 
 PrefixMatch PrefixIndex::match(std::span<const BlockHash> hashes,
@@ -338,11 +367,15 @@ PrefixMatch PrefixIndex::match(std::span<const BlockHash> hashes,
   const std::size_t server_bound = matched_blocks_by_server.size();
   PrefixMatch result;
   result.total_blocks = static_cast<std::uint32_t>(hashes.size());
-  for (BlockHash hash : hashes) {
-    const std::uint64_t mixed = mix(hash);
-    const Shard& shard = shards_[mixed & shard_mask_];
+  for (std::size_t ahead = 0; ahead < std::min(kPrefetchAhead, hashes.size()); ++ahead) {
+    prefetch(hashes[ahead]);
+  }
+  for (std::size_t idx = 0; idx < hashes.size(); ++idx) {
+    if (idx + kPrefetchAhead < hashes.size()) prefetch(hashes[idx + kPrefetchAhead]);
+    const std::uint64_t key = mix(hashes[idx]);
+    const Shard& shard = shard_for(key);
     std::shared_lock lock(shard.mu);
-    const Slot* slot = shard.find(hash, mixed);
+    const Slot* slot = shard.find(key);
     if (slot == nullptr) break;
     ++result.matched_blocks;
     auto count = [&](ServerId server) {
@@ -379,31 +412,44 @@ PrefixIndex::Server& PrefixIndex::server_or_create(ServerId server) {
   return *servers_[server];
 }
 
+void PrefixIndex::prefetch_victim(const Server& server) const {
+  std::uint32_t victim = server.tail;
+  for (std::size_t step = 0; step < kPrefetchAhead && victim != kNil; ++step) {
+    victim = server.nodes[victim].prev;
+  }
+  if (victim != kNil) prefetch(server.nodes[victim].hash);
+}
+
 void PrefixIndex::add(ServerId server_id, std::span<const BlockHash> hashes) {
   if (server_id > kMaxServerId || hashes.empty()) return;
   Server& server = server_or_create(server_id);
   std::lock_guard server_lock(server.mu);
   if (server.capacity == 0) return;
-  for (BlockHash hash : hashes) {
-    const std::uint64_t mixed = mix(hash);
-    Shard& shard = shards_[mixed & shard_mask_];
+  for (std::size_t ahead = 0; ahead < std::min(kPrefetchAhead, hashes.size()); ++ahead) {
+    prefetch(hashes[ahead]);
+  }
+  for (std::size_t idx = 0; idx < hashes.size(); ++idx) {
+    if (idx + kPrefetchAhead < hashes.size()) prefetch(hashes[idx + kPrefetchAhead]);
+    if (server.size >= server.capacity) prefetch_victim(server);
+    const std::uint64_t key = mix(hashes[idx]);
+    Shard& shard = shard_for(key);
     std::uint32_t node = kNil;
     bool inserted = false;
     {
       std::unique_lock lock(shard.mu);
-      Slot* slot = shard.find(hash, mixed);
-      if (slot != nullptr) node = find_node(slot->payload, server_id);
+      Slot* slot = shard.probe(key);
+      if (slot != nullptr && slot->payload != 0) node = find_node(slot->payload, server_id);
       if (node == kNil && server.size >= server.capacity &&
-          evict_lru_nested(server_id, server, shard)) {
-        slot = shard.find(hash, mixed);  // an eviction in this shard may have moved slots
+          evict_lru_nested(server_id, server, shard) == Eviction::kDoneInHeldShard) {
+        slot = shard.probe(key);  // the backward shift may have moved it
       }
       if (node == kNil && server.size < server.capacity) {
-        node = server.allocate(hash);
+        node = server.allocate(hashes[idx]);
         inserted = true;
-        if (slot != nullptr) {
+        if (slot != nullptr && slot->payload != 0) {
           shard.add_pair(*slot, server_id, node);
         } else {
-          shard.insert_new(hash, mixed, inline_payload(server_id, node));
+          shard.insert_at(slot, key, inline_payload(server_id, node));
         }
       }
     }
@@ -412,12 +458,13 @@ void PrefixIndex::add(ServerId server_id, std::span<const BlockHash> hashes) {
       // no other writer can add this server to `hash` meanwhile (we hold its mutex).
       evict_lru(server_id, server);
       std::unique_lock lock(shard.mu);
-      node = server.allocate(hash);
+      node = server.allocate(hashes[idx]);
       inserted = true;
-      if (Slot* slot = shard.find(hash, mixed)) {
+      Slot* slot = shard.probe(key);
+      if (slot != nullptr && slot->payload != 0) {
         shard.add_pair(*slot, server_id, node);
       } else {
-        shard.insert_new(hash, mixed, inline_payload(server_id, node));
+        shard.insert_at(slot, key, inline_payload(server_id, node));
       }
     }
     if (inserted) {
@@ -431,31 +478,31 @@ void PrefixIndex::add(ServerId server_id, std::span<const BlockHash> hashes) {
 
 void PrefixIndex::evict_lru(ServerId server_id, Server& server) {
   const std::uint32_t victim = server.tail;
-  const BlockHash hash = server.nodes[victim].hash;
+  const std::uint64_t key = mix(server.nodes[victim].hash);
   server.unlink(victim);
   server.release(victim);
   --server.size;
-  const std::uint64_t mixed = mix(hash);
-  Shard& shard = shards_[mixed & shard_mask_];
+  Shard& shard = shard_for(key);
   std::unique_lock lock(shard.mu);
-  Slot* slot = shard.find(hash, mixed);
+  Slot* slot = shard.find(key);
   if (shard.remove_pair(*slot, server_id)) shard.erase(slot);
 }
 
-bool PrefixIndex::evict_lru_nested(ServerId server_id, Server& server, Shard& held) {
+PrefixIndex::Eviction PrefixIndex::evict_lru_nested(ServerId server_id, Server& server,
+                                                    Shard& held) {
   const std::uint32_t victim = server.tail;
-  const BlockHash hash = server.nodes[victim].hash;
-  const std::uint64_t mixed = mix(hash);
-  Shard& shard = shards_[mixed & shard_mask_];
+  const std::uint64_t key = mix(server.nodes[victim].hash);
+  Shard& shard = shard_for(key);
   // Never blocks while holding `held`, so two shard locks at once cannot deadlock.
-  if (&shard != &held && !shard.mu.try_lock()) return false;
+  if (&shard != &held && !shard.mu.try_lock()) return Eviction::kBusy;
   server.unlink(victim);
   server.release(victim);
   --server.size;
-  Slot* slot = shard.find(hash, mixed);
+  Slot* slot = shard.find(key);
   if (shard.remove_pair(*slot, server_id)) shard.erase(slot);
-  if (&shard != &held) shard.mu.unlock();
-  return true;
+  if (&shard == &held) return Eviction::kDoneInHeldShard;
+  shard.mu.unlock();
+  return Eviction::kDone;
 }
 
 void PrefixIndex::clear_server(ServerId server_id, Server& server) {
@@ -556,10 +603,10 @@ std::vector<BlockHash> PrefixIndex::server_hashes(ServerId server_id) const {
 
 std::vector<ServerId> PrefixIndex::servers_holding(BlockHash hash) const {
   std::vector<ServerId> servers;
-  const std::uint64_t mixed = mix(hash);
-  const Shard& shard = shards_[mixed & shard_mask_];
+  const std::uint64_t key = mix(hash);
+  const Shard& shard = shard_for(key);
   std::shared_lock lock(shard.mu);
-  const Slot* slot = shard.find(hash, mixed);
+  const Slot* slot = shard.find(key);
   if (slot == nullptr) return servers;
   if (is_inline(slot->payload)) {
     servers.push_back(inline_server(slot->payload));
@@ -580,8 +627,8 @@ bool PrefixIndex::check_invariants() const {
     for (const Slot& slot : shard.slots) {
       if (slot.payload == 0) continue;
       ++used;
-      if ((mix(slot.key) & shard_mask_) != shard_idx) return false;
-      if (shard.find(slot.key, mix(slot.key)) != &slot) return false;  // reachable from home
+      if ((slot.key & shard_mask_) != shard_idx) return false;
+      if (shard.find(slot.key) != &slot) return false;  // reachable from home
       if (is_inline(slot.payload)) {
         ++pairs_in_shards;
         continue;
@@ -611,10 +658,9 @@ bool PrefixIndex::check_invariants() const {
     for (std::uint32_t idx = server->head; idx != kNil; idx = server->nodes[idx].next) {
       const Node& node = server->nodes[idx];
       if (node.prev != prev || ++listed > server->nodes.size()) return false;
-      const std::uint64_t mixed = mix(node.hash);
-      const Shard& shard = shards_[mixed & shard_mask_];
+      const Shard& shard = shard_for(mix(node.hash));
       std::shared_lock shard_lock(shard.mu);
-      const Slot* slot = shard.find(node.hash, mixed);
+      const Slot* slot = shard.find(mix(node.hash));
       if (slot == nullptr || find_node(slot->payload, server_id) != idx) return false;
       prev = idx;
     }

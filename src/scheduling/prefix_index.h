@@ -131,14 +131,21 @@ class PrefixIndex {
   struct Server;
   struct MatchCounters;
 
-  Shard& shard_for(BlockHash hash) const;
+  enum class Eviction { kBusy, kDone, kDoneInHeldShard };
+
+  // The shard of a mixed hash.
+  Shard& shard_for(std::uint64_t key) const;
+  // Starts loading the cache line of the hash's home slot (no lock, no effect on the contents).
+  void prefetch(BlockHash hash) const;
+  // The same for the hash a few evictions ahead. Requires the server's mutex.
+  void prefetch_victim(const Server& server) const;
   Server* find_server(ServerId server) const;
   Server& server_or_create(ServerId server);
   // Evicts the server's least recently used hash. Requires the server's mutex.
   void evict_lru(ServerId server_id, Server& server);
   // The same while `held` is locked by the caller: evicts when the victim lives in `held` or its
-  // own shard's lock is free right now (try_lock); false (nothing done) otherwise.
-  bool evict_lru_nested(ServerId server_id, Server& server, Shard& held);
+  // own shard's lock is free right now (try_lock); kBusy (nothing done) otherwise.
+  Eviction evict_lru_nested(ServerId server_id, Server& server, Shard& held);
   void clear_server(ServerId server_id, Server& server);
 
   std::size_t default_capacity_;
