@@ -5,6 +5,9 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
+
+#include "director/protocol.h"
 
 namespace infergate::extproc {
 namespace {
@@ -30,6 +33,17 @@ constexpr std::uint32_t kHeaderValueTag = tag_of(2, kBytes);      // HeaderValue
 constexpr std::uint32_t kHeaderRawValueTag = tag_of(3, kBytes);   // HeaderValue.raw_value
 constexpr std::uint32_t kHttpBodyBytesTag = tag_of(1, kBytes);    // HttpBody.body
 constexpr std::uint32_t kHttpBodyEndTag = tag_of(2, kVarint);     // HttpBody.end_of_stream
+constexpr std::uint32_t kMetadataContextTag =
+    tag_of(pb::ProcessingRequest::kMetadataContextFieldNumber, kBytes);  // 8
+constexpr std::uint32_t kFilterMetadataTag = tag_of(1, kBytes);          // Metadata.filter_metadata
+constexpr std::uint32_t kMapKeyTag = tag_of(1, kBytes);                  // a map entry's key
+constexpr std::uint32_t kMapValueTag = tag_of(2, kBytes);                // a map entry's value
+constexpr std::uint32_t kStructFieldsTag = tag_of(1, kBytes);            // Struct.fields
+constexpr std::uint32_t kValueStringTag = tag_of(3, kBytes);             // Value.string_value
+constexpr std::uint32_t kValueListTag = tag_of(6, kBytes);               // Value.list_value
+constexpr std::uint32_t kListValuesTag = tag_of(1, kBytes);              // ListValue.values
+
+namespace protocol = director::protocol;
 
 CodedInputStream stream_over(std::string_view bytes) {
   return CodedInputStream(reinterpret_cast<const std::uint8_t*>(bytes.data()),
@@ -154,9 +168,137 @@ bool decode_http_body(std::string_view bytes, std::string_view& body, bool& end_
   }
 }
 
+// --- metadata_context ---
+
+// A map entry's key and value; false unless each is there at most once, alone, and the key is
+// ASCII (a missing key is "", a missing value empty, as protobuf has them).
+bool read_map_entry(std::string_view bytes, std::string_view& key, std::string_view& value) {
+  CodedInputStream in = stream_over(bytes);
+  bool has_key = false;
+  bool has_value = false;
+  key = value = {};
+  for (std::uint32_t tag = 0;;) {
+    if (!next_tag(in, bytes.size(), tag)) return false;
+    if (tag == 0) return true;
+    if (tag == kMapKeyTag && !has_key) {
+      has_key = true;
+      if (!read_view(in, key) || !is_ascii(key)) return false;
+    } else if (tag == kMapValueTag && !has_value) {
+      has_value = true;
+      if (!read_view(in, value)) return false;
+    } else {
+      return false;
+    }
+  }
+}
+
+// A google.protobuf.Value holding nothing but an ASCII string_value.
+bool read_string_value(std::string_view bytes, std::string_view& out) {
+  CodedInputStream in = stream_over(bytes);
+  std::uint32_t tag = 0;
+  if (!next_tag(in, bytes.size(), tag) || tag != kValueStringTag) return false;
+  if (!read_view(in, out) || !is_ascii(out)) return false;
+  return next_tag(in, bytes.size(), tag) && tag == 0;
+}
+
+// A google.protobuf.Value's strings (see MetadataValue), for the shapes data planes send: no
+// kind, one string_value, or one list_value of string_values. False for anything else.
+bool read_value_strings(std::string_view bytes, std::vector<std::string_view>& out) {
+  CodedInputStream in = stream_over(bytes);
+  std::uint32_t tag = 0;
+  if (!next_tag(in, bytes.size(), tag)) return false;
+  if (tag == 0) return true;
+  std::string_view payload;
+  if (!read_view(in, payload)) return false;
+  if (tag == kValueStringTag) {
+    if (!is_ascii(payload)) return false;
+    out.push_back(payload);
+  } else if (tag == kValueListTag) {
+    CodedInputStream list = stream_over(payload);
+    for (std::uint32_t item_tag = 0;;) {
+      if (!next_tag(list, payload.size(), item_tag)) return false;
+      if (item_tag == 0) break;
+      std::string_view item;
+      if (item_tag != kListValuesTag || !read_view(list, item) ||
+          !read_string_value(item, out.emplace_back())) {
+        return false;
+      }
+    }
+  } else {
+    return false;
+  }
+  return next_tag(in, bytes.size(), tag) && tag == 0;
+}
+
+// A namespace's Struct holding at most `key` (anything else there: false).
+bool read_namespace(std::string_view bytes, std::string_view key,
+                    std::vector<std::string_view>& strings, MetadataValue& out) {
+  CodedInputStream in = stream_over(bytes);
+  for (std::uint32_t tag = 0;;) {
+    if (!next_tag(in, bytes.size(), tag)) return false;
+    if (tag == 0) break;
+    std::string_view entry;
+    std::string_view field;
+    std::string_view value;
+    if (tag != kStructFieldsTag || !read_view(in, entry) || !read_map_entry(entry, field, value) ||
+        field != key || out.present || !read_value_strings(value, strings)) {
+      return false;
+    }
+    out.present = true;
+  }
+  out.namespace_present = true;
+  out.strings = strings;
+  return true;
+}
+
+// One metadata_context field's payload: the namespaces the view reads are read in place, every
+// other Metadata field (other namespaces, typed_filter_metadata, unknown fields) is merged into
+// rest.metadata_context by protobuf.
+bool decode_metadata(std::string_view bytes, pb::ProcessingRequest& rest, ViewStorage& storage,
+                     RequestView& out) {
+  CodedInputStream in = stream_over(bytes);
+  for (;;) {
+    const int start = in.CurrentPosition();
+    std::uint32_t tag = 0;
+    if (!next_tag(in, bytes.size(), tag)) return false;
+    if (tag == 0) return true;
+    if (tag == kFilterMetadataTag) {
+      std::string_view entry;
+      std::string_view name;
+      std::string_view value;
+      if (!read_view(in, entry) || !read_map_entry(entry, name, value)) return false;
+      MetadataValue* target = nullptr;
+      std::string_view key;
+      std::vector<std::string_view>* strings = nullptr;
+      if (name == protocol::kSubsetNamespace) {
+        target = &out.subset_hint;
+        key = protocol::kSubsetKey;
+        strings = &storage.subset_strings;
+      } else if (name == protocol::kDestinationNamespace) {
+        target = &out.served;
+        key = protocol::kServedKey;
+        strings = &storage.served_strings;
+      }
+      if (target != nullptr) {
+        // Given twice, the later replaces the earlier: protobuf's rules, protobuf's parser.
+        if (target->namespace_present || !read_namespace(value, key, *strings, *target)) {
+          return false;
+        }
+        continue;
+      }
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return false;
+    }
+    CodedInputStream field = stream_over(bytes.substr(
+        static_cast<std::size_t>(start), static_cast<std::size_t>(in.CurrentPosition() - start)));
+    if (!rest.mutable_metadata_context()->MergePartialFromCodedStream(&field)) return false;
+  }
+}
+
 // The common shape: at most one request part. False sends the caller to protobuf's parser.
-bool decode_in_place(std::string_view wire, pb::ProcessingRequest& rest,
-                     std::vector<HeaderView>& headers, RequestView& out) {
+bool decode_in_place(std::string_view wire, pb::ProcessingRequest& rest, ViewStorage& storage,
+                     RequestView& out) {
+  std::vector<HeaderView>& headers = storage.headers;
   CodedInputStream in = stream_over(wire);
   for (;;) {
     const int start = in.CurrentPosition();
@@ -186,8 +328,12 @@ bool decode_in_place(std::string_view wire, pb::ProcessingRequest& rest,
         ok = read_view(in, payload) && decode_http_body(payload, out.body, out.end_of_stream);
         break;
       default: {
-        // Everything else (metadata_context, attributes, observability_mode, protocol_config,
-        // the trailers, unknown fields): the field's bytes, tag included, merged by protobuf.
+        if (tag == kMetadataContextTag) {
+          ok = read_view(in, payload) && decode_metadata(payload, rest, storage, out);
+          break;
+        }
+        // Everything else (attributes, observability_mode, protocol_config, the trailers, unknown
+        // fields): the field's bytes, tag included, merged by protobuf.
         if (!WireFormatLite::SkipField(&in, tag)) return false;
         CodedInputStream field =
             stream_over(wire.substr(static_cast<std::size_t>(start),
@@ -202,11 +348,45 @@ bool decode_in_place(std::string_view wire, pb::ProcessingRequest& rest,
   return true;
 }
 
+// The parsed message's value for MetadataValue (protobuf map lookups take `const std::string&`).
+void read_metadata_value(const pb::ProcessingRequest& message, const std::string& name,
+                         const std::string& key, std::vector<std::string_view>& strings,
+                         MetadataValue& out) {
+  if (!message.has_metadata_context()) return;
+  const auto& namespaces = message.metadata_context().filter_metadata();
+  const auto found = namespaces.find(name);
+  if (found == namespaces.end()) return;
+  out.namespace_present = true;
+  const auto field = found->second.fields().find(key);
+  if (field == found->second.fields().end()) return;
+  out.present = true;
+  const google::protobuf::Value& value = field->second;
+  if (value.has_string_value()) {
+    strings.push_back(value.string_value());
+  } else if (value.has_list_value()) {
+    for (const google::protobuf::Value& item : value.list_value().values()) {
+      strings.push_back(item.has_string_value() ? std::string_view(item.string_value()) : "");
+    }
+  }
+  out.strings = strings;
+}
+
 }  // namespace
 
-RequestView view_of(const pb::ProcessingRequest& message, std::vector<HeaderView>& headers) {
+RequestView view_of(const pb::ProcessingRequest& message, ViewStorage& storage) {
+  static const std::string kSubsetNamespace(protocol::kSubsetNamespace);
+  static const std::string kSubsetKey(protocol::kSubsetKey);
+  static const std::string kDestinationNamespace(protocol::kDestinationNamespace);
+  static const std::string kServedKey(protocol::kServedKey);
+  std::vector<HeaderView>& headers = storage.headers;
   headers.clear();
+  storage.subset_strings.clear();
+  storage.served_strings.clear();
   RequestView view;
+  read_metadata_value(message, kSubsetNamespace, kSubsetKey, storage.subset_strings,
+                      view.subset_hint);
+  read_metadata_value(message, kDestinationNamespace, kServedKey, storage.served_strings,
+                      view.served);
   view.part = message.request_case();
   view.rest = &message;
   auto add_headers = [&](const pb::HttpHeaders& part) {
@@ -239,15 +419,17 @@ RequestView view_of(const pb::ProcessingRequest& message, std::vector<HeaderView
   return view;
 }
 
-bool decode_request(std::string_view wire, pb::ProcessingRequest& rest,
-                    std::vector<HeaderView>& headers, RequestView& out) {
-  headers.clear();
+bool decode_request(std::string_view wire, pb::ProcessingRequest& rest, ViewStorage& storage,
+                    RequestView& out) {
+  storage.headers.clear();
+  storage.subset_strings.clear();
+  storage.served_strings.clear();
   out = RequestView{};
   if (wire.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) return false;
-  if (decode_in_place(wire, rest, headers, out)) return true;
+  if (decode_in_place(wire, rest, storage, out)) return true;
   rest.Clear();
   if (!rest.ParseFromArray(wire.data(), static_cast<int>(wire.size()))) return false;
-  out = view_of(rest, headers);
+  out = view_of(rest, storage);
   return true;
 }
 

@@ -205,9 +205,9 @@ class NativeProcessCall final : public h2::Call {
     pb::ProcessingRequest& rest =
         *google::protobuf::Arena::CreateMessage<pb::ProcessingRequest>(&arena.arena);
     const ArenaReset reset{arena.arena};
-    thread_local std::vector<HeaderView> headers;
+    thread_local ViewStorage storage;
     RequestView request;
-    if (!decode_request(bytes, rest, headers, request)) {
+    if (!decode_request(bytes, rest, storage, request)) {
       service_.metrics_.protocol_error("unparsable_message");
       processor_.on_stream_end();
       responder_.finish(h2::GrpcCode::kInternal, "cannot parse the ProcessingRequest message");

@@ -70,21 +70,9 @@ namespace {
 using ::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
 namespace protocol = director::protocol;
 
-// Protobuf map keys; built once, as map lookups take `const std::string&`.
-const std::string& subset_namespace() {
-  static const std::string kName(protocol::kSubsetNamespace);
-  return kName;
-}
-const std::string& subset_key() {
-  static const std::string kName(protocol::kSubsetKey);
-  return kName;
-}
+// A protobuf map key; built once, as map lookups take `const std::string&`.
 const std::string& destination_namespace() {
   static const std::string kName(protocol::kDestinationNamespace);
-  return kName;
-}
-const std::string& served_key() {
-  static const std::string kName(protocol::kServedKey);
   return kName;
 }
 
@@ -131,48 +119,25 @@ void split_list(std::string_view text, std::vector<std::string>& out) {
 // The subset hint of a message: a list of strings, or one comma-separated string (as the
 // lightweight conformance EPP also accepts); nullopt when the message carries none. Anything
 // else under the key (a number, a struct) matches nothing, so the director answers 503.
-std::optional<std::vector<std::string>> read_subset(const pb::ProcessingRequest& message) {
-  if (!message.has_metadata_context()) return std::nullopt;
-  const auto& namespaces = message.metadata_context().filter_metadata();
-  auto hint = namespaces.find(subset_namespace());
-  if (hint == namespaces.end()) return std::nullopt;
-  auto field = hint->second.fields().find(subset_key());
-  if (field == hint->second.fields().end()) return std::nullopt;
+std::optional<std::vector<std::string>> read_subset(const MetadataValue& hint) {
+  if (!hint.present) return std::nullopt;
   std::vector<std::string> entries;
-  const google::protobuf::Value& value = field->second;
-  if (value.has_list_value()) {
-    entries.reserve(static_cast<std::size_t>(value.list_value().values_size()));
-    for (const auto& item : value.list_value().values()) {
-      if (item.has_string_value()) split_list(item.string_value(), entries);
-    }
-  } else if (value.has_string_value()) {
-    split_list(value.string_value(), entries);
-  }
+  entries.reserve(hint.strings.size());
+  for (std::string_view item : hint.strings) split_list(item, entries);
   return entries;
 }
 
-// The served endpoint the data plane reports on the response path, or the conformance test's
+// The served endpoint the data plane reports on the response path (a string, or tolerated, the
+// first string of a list, as some data planes write host lists), or the conformance test's
 // failure text when it is missing (facts §11.1).
 struct Served {
   std::string endpoint;
   std::string_view failure;
 };
-Served read_served(const pb::ProcessingRequest& message) {
-  const auto& namespaces = message.metadata_context().filter_metadata();
-  auto lb = namespaces.find(destination_namespace());
-  if (lb == namespaces.end()) return {{}, "fail: missing envoy lb metadata"};
-  auto field = lb->second.fields().find(served_key());
-  if (field != lb->second.fields().end()) {
-    const google::protobuf::Value& value = field->second;
-    if (value.has_string_value() && !value.string_value().empty()) {
-      return {value.string_value(), {}};
-    }
-    // Tolerated: a one-element list, as some data planes write host lists.
-    if (value.has_list_value() && value.list_value().values_size() > 0 &&
-        value.list_value().values(0).has_string_value() &&
-        !value.list_value().values(0).string_value().empty()) {
-      return {value.list_value().values(0).string_value(), {}};
-    }
+Served read_served(const MetadataValue& served) {
+  if (!served.namespace_present) return {{}, "fail: missing envoy lb metadata"};
+  if (!served.strings.empty() && !served.strings.front().empty()) {
+    return {std::string(served.strings.front()), {}};
   }
   return {{}, "fail: missing destination endpoint served metadata"};
 }
@@ -264,8 +229,8 @@ void StreamProcessor::on_stream_end() {
 }
 
 StreamAction StreamProcessor::on_message(const pb::ProcessingRequest& message, Answers& out) {
-  thread_local std::vector<HeaderView> headers;
-  return on_message(view_of(message, headers), out);
+  thread_local ViewStorage storage;
+  return on_message(view_of(message, storage), out);
 }
 
 StreamAction StreamProcessor::on_message(const RequestView& message, Answers& out) {
@@ -320,8 +285,8 @@ StreamAction StreamProcessor::handle(const RequestView& message, Answers& out) {
   return violation("empty_message", "a ProcessingRequest must carry one request part");
 }
 
-void StreamProcessor::note_subset(const pb::ProcessingRequest& message) {
-  if (auto subset = read_subset(message)) subset_ = std::move(subset);
+void StreamProcessor::note_subset(const RequestView& message) {
+  if (auto subset = read_subset(message.subset_hint)) subset_ = std::move(subset);
 }
 
 StreamAction StreamProcessor::on_request_headers(const RequestView& message, Answers& out) {
@@ -329,7 +294,7 @@ StreamAction StreamProcessor::on_request_headers(const RequestView& message, Ans
     return violation("duplicate_request_headers", "request_headers received twice");
   }
   take_headers(message.headers, request_headers_);
-  note_subset(*message.rest);
+  note_subset(message);
   const bool end_of_stream = message.end_of_stream;
   request_ended_ = end_of_stream;
   if (!end_of_stream && !body_mode_none_) {
@@ -365,7 +330,7 @@ StreamAction StreamProcessor::on_request_body(const RequestView& message, Answer
     return violation("body_after_end_of_stream",
                      "request_body received after the request's end_of_stream");
   }
-  note_subset(*message.rest);
+  note_subset(message);
   const std::string_view chunk = message.body;
   if (options_.max_body_bytes > 0 && body_.size() + chunk.size() > options_.max_body_bytes) {
     const Status status(413, fmt::format("the request body exceeds the limit of {} bytes",
@@ -390,7 +355,7 @@ StreamAction StreamProcessor::on_request_trailers(const RequestView& message, An
     case RequestState::kBody: {
       // Trailers end the body: the last body answer carries no end_of_stream, the trailers
       // answer follows it.
-      note_subset(*message.rest);
+      note_subset(message);
       request_ended_ = true;
       const StreamAction action = route_body(false, out);
       if (request_state_ == RequestState::kRouted) out.emplace_back().mutable_request_trailers();
@@ -513,7 +478,7 @@ StreamAction StreamProcessor::on_response_headers(const RequestView& message, An
     take_headers(message.headers, headers);
     routed_->on_response_headers(headers);
   }
-  Served served = read_served(*message.rest);
+  Served served = read_served(message.served);
   if (!served.endpoint.empty()) routed_->on_served_endpoint(served.endpoint);
 
   pb::CommonResponse* common = out.emplace_back().mutable_response_headers()->mutable_response();

@@ -169,7 +169,7 @@ class StreamProcessor {
   StreamAction on_response_body(const RequestView& message, Answers& out);
   StreamAction on_response_trailers(Answers& out);
   // Keeps the subset hint of a request-direction message that carries one (a later one wins).
-  void note_subset(const pb::ProcessingRequest& message);
+  void note_subset(const RequestView& message);
   // Routes the buffered body and appends the headers answer and the body chunks (the last with
   // `end_of_stream`).
   StreamAction route_body(bool end_of_stream, Answers& out);

@@ -33,8 +33,19 @@ std::vector<std::pair<std::string, std::string>> pairs(const RequestView& view) 
   return out;
 }
 
-// The fields a view leaves in `rest`: the message without its headers or body part.
+std::vector<std::string> strings(const MetadataValue& value) {
+  return {value.strings.begin(), value.strings.end()};
+}
+
+// The fields a view leaves in `rest`: the message without its headers or body part, and without
+// the metadata namespaces the view reads (decoded in place, `rest` does not have them).
 pb::ProcessingRequest without_view_part(pb::ProcessingRequest message) {
+  if (message.has_metadata_context()) {
+    auto& namespaces = *message.mutable_metadata_context()->mutable_filter_metadata();
+    namespaces.erase("envoy.lb");
+    namespaces.erase("envoy.lb.subset_hint");
+    if (message.metadata_context().ByteSizeLong() == 0) message.clear_metadata_context();
+  }
   switch (message.request_case()) {
     case pb::ProcessingRequest::kRequestHeaders:
     case pb::ProcessingRequest::kResponseHeaders:
@@ -53,17 +64,23 @@ void expect_same_as_protobuf(const std::string& wire) {
   pb::ProcessingRequest parsed;
   const bool protobuf_ok = parsed.ParseFromString(wire);
   pb::ProcessingRequest rest;
-  std::vector<HeaderView> headers;
+  ViewStorage storage;
   RequestView view;
-  const bool ok = decode_request(wire, rest, headers, view);
+  const bool ok = decode_request(wire, rest, storage, view);
   ASSERT_EQ(ok, protobuf_ok);
   if (!ok) return;
-  std::vector<HeaderView> expected_headers;
-  const RequestView expected = view_of(parsed, expected_headers);
+  ViewStorage expected_storage;
+  const RequestView expected = view_of(parsed, expected_storage);
   EXPECT_EQ(view.part, expected.part);
   EXPECT_EQ(pairs(view), pairs(expected));
   EXPECT_EQ(view.body, expected.body);
   EXPECT_EQ(view.end_of_stream, expected.end_of_stream);
+  for (const auto& [actual, wanted] : {std::pair{view.subset_hint, expected.subset_hint},
+                                       std::pair{view.served, expected.served}}) {
+    EXPECT_EQ(actual.namespace_present, wanted.namespace_present);
+    EXPECT_EQ(actual.present, wanted.present);
+    EXPECT_EQ(strings(actual), strings(wanted));
+  }
   ASSERT_NE(view.rest, nullptr);
   std::string differences;
   google::protobuf::util::MessageDifferencer differencer;
@@ -119,6 +136,48 @@ const std::vector<std::string>& samples() {
                }
              }
            })pb",
+      R"pb(request_headers { headers { headers { key: ":method" raw_value: "POST" } } }
+           metadata_context {
+             filter_metadata {
+               key: "envoy.lb.subset_hint"
+               value {
+                 fields {
+                   key: "x-gateway-destination-endpoint-subset"
+                   value {
+                     list_value {
+                       values { string_value: "10.0.0.1:8000" }
+                       values { string_value: "10.0.0.2:8000,10.0.0.3:8000" }
+                     }
+                   }
+                 }
+               }
+             }
+             filter_metadata {
+               key: "envoy.filters.http.other"
+               value {
+                 fields {
+                   key: "k"
+                   value { number_value: 3 }
+                 }
+               }
+             }
+             typed_filter_metadata {
+               key: "typed"
+               value { type_url: "type.googleapis.com/x" value: "\001\002" }
+             }
+           })pb",
+      R"pb(response_headers { headers { headers { key: ":status" raw_value: "200" } } }
+           metadata_context {
+             filter_metadata {
+               key: "envoy.lb"
+               value {
+                 fields {
+                   key: "x-gateway-destination-endpoint-served"
+                   value { list_value { values { string_value: "10.0.0.2:8000" } } }
+                 }
+               }
+             }
+           })pb",
       R"pb(response_body { body: "data: {}\n\n" end_of_stream: true })pb",
       R"pb(response_trailers {})pb",
       R"pb(request_body { body: "x" }
@@ -147,9 +206,9 @@ TEST(RequestView, WellFormedMessagesOfEveryPart) {
 TEST(RequestView, ReadsInPlace) {
   const std::string wire = parse_text(samples()[0]).SerializeAsString();
   pb::ProcessingRequest rest;
-  std::vector<HeaderView> headers;
+  ViewStorage storage;
   RequestView view;
-  ASSERT_TRUE(decode_request(wire, rest, headers, view));
+  ASSERT_TRUE(decode_request(wire, rest, storage, view));
   EXPECT_EQ(view.part, pb::ProcessingRequest::kRequestHeaders);
   ASSERT_EQ(view.headers.size(), 6u);
   EXPECT_EQ(view.headers[2].key, "Content-Type");  // as sent: lower-casing is the processor's
@@ -162,8 +221,29 @@ TEST(RequestView, ReadsInPlace) {
   }
   EXPECT_FALSE(view.end_of_stream);
   EXPECT_FALSE(view.rest->has_request_headers());
-  EXPECT_TRUE(view.rest->has_metadata_context());
+  // The subset hint was the only metadata: read in place, nothing left for protobuf.
+  EXPECT_FALSE(view.rest->has_metadata_context());
   EXPECT_TRUE(view.rest->has_protocol_config());
+  ASSERT_TRUE(view.subset_hint.present);
+  ASSERT_EQ(strings(view.subset_hint), std::vector<std::string>{"10.0.0.1:8000"});
+  EXPECT_GE(view.subset_hint.strings[0].data(), wire.data());
+  EXPECT_LE(view.subset_hint.strings[0].data() + view.subset_hint.strings[0].size(),
+            wire.data() + wire.size());
+  EXPECT_FALSE(view.served.namespace_present);
+}
+
+TEST(RequestView, ReadsMetadataOfOtherNamespacesIntoRest) {
+  const std::string wire = parse_text(samples()[6]).SerializeAsString();
+  pb::ProcessingRequest rest;
+  ViewStorage storage;
+  RequestView view;
+  ASSERT_TRUE(decode_request(wire, rest, storage, view));
+  EXPECT_EQ(strings(view.subset_hint),
+            (std::vector<std::string>{"10.0.0.1:8000", "10.0.0.2:8000,10.0.0.3:8000"}));
+  const auto& namespaces = rest.metadata_context().filter_metadata();
+  EXPECT_EQ(namespaces.size(), 1u);
+  EXPECT_TRUE(namespaces.contains("envoy.filters.http.other"));
+  EXPECT_EQ(rest.metadata_context().typed_filter_metadata().size(), 1u);
 }
 
 TEST(RequestView, UnusualButValidShapes) {
@@ -183,6 +263,78 @@ TEST(RequestView, UnusualButValidShapes) {
                          wire_of(R"pb(request_body { body: "second" })pb")},
       {"trailers then body", wire_of(samples()[4]) + wire_of(samples()[2])},
       {"metadata twice", wire_of(samples()[5]) + wire_of(samples()[0])},
+      {"a namespace twice", wire_of(samples()[0]) + wire_of(samples()[6])},
+      {"another key in a namespace read in place",
+       wire_of(R"pb(metadata_context {
+                      filter_metadata {
+                        key: "envoy.lb"
+                        value {
+                          fields {
+                            key: "x-gateway-destination-endpoint-served"
+                            value { string_value: "10.0.0.2:8000" }
+                          }
+                          fields {
+                            key: "other"
+                            value { bool_value: true }
+                          }
+                        }
+                      }
+                    })pb")},
+      {"values that are not strings",
+       wire_of(R"pb(metadata_context {
+                      filter_metadata {
+                        key: "envoy.lb.subset_hint"
+                        value {
+                          fields {
+                            key: "x-gateway-destination-endpoint-subset"
+                            value {
+                              list_value {
+                                values { number_value: 1 }
+                                values { string_value: "10.0.0.1:8000" }
+                                values { struct_value {} }
+                              }
+                            }
+                          }
+                        }
+                      }
+                      filter_metadata {
+                        key: "envoy.lb"
+                        value {
+                          fields {
+                            key: "x-gateway-destination-endpoint-served"
+                            value { bool_value: true }
+                          }
+                        }
+                      }
+                    })pb")},
+      {"a value of no kind and an empty namespace",
+       wire_of(R"pb(metadata_context {
+                      filter_metadata {
+                        key: "envoy.lb.subset_hint"
+                        value {
+                          fields {
+                            key: "x-gateway-destination-endpoint-subset"
+                            value {}
+                          }
+                        }
+                      }
+                      filter_metadata {
+                        key: "envoy.lb"
+                        value {}
+                      }
+                    })pb")},
+      {"non-ASCII metadata string",
+       wire_of(R"pb(metadata_context {
+                      filter_metadata {
+                        key: "envoy.lb"
+                        value {
+                          fields {
+                            key: "x-gateway-destination-endpoint-served"
+                            value { string_value: "caf\303\251" }
+                          }
+                        }
+                      }
+                    })pb")},
       // Unknown fields at every level, and known field numbers with the wrong wire type.
       {"unknown top-level field", wire_of(samples()[2]) + std::string("\xa0\x06\x01", 3)},
       {"wrong wire type for request_body", std::string("\x20\x01", 2) + wire_of(samples()[1])},

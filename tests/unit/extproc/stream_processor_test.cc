@@ -972,9 +972,9 @@ TEST_P(StreamProcessorTranscript, Answers) {
           // As the native transport reads it: decoded in place from the serialised bytes.
           const std::string wire = message.SerializeAsString();
           pb::ProcessingRequest rest;
-          std::vector<HeaderView> headers;
+          ViewStorage storage;
           RequestView view;
-          ASSERT_TRUE(decode_request(wire, rest, headers, view));
+          ASSERT_TRUE(decode_request(wire, rest, storage, view));
           action = processor.on_message(view, out);
         } else {
           action = processor.on_message(message, out);
