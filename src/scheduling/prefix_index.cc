@@ -229,6 +229,16 @@ struct alignas(64) PrefixIndex::Shard {
     --used;
   }
 
+  // Adds (server, node) for `key`, given where probe(key) ended: at the key's slot (the server
+  // not yet in its set) or at the empty slot after its probe sequence.
+  void add_at(Slot* probed, std::uint64_t key, ServerId server, std::uint32_t node) {
+    if (probed != nullptr && probed->payload != 0) {
+      add_pair(*probed, server, node);
+    } else {
+      insert_at(probed, key, inline_payload(server, node));
+    }
+  }
+
   // Adds a server that is not yet in the slot's set.
   void add_pair(Slot& slot, ServerId server, std::uint32_t node) {
     if (is_inline(slot.payload)) {
@@ -361,15 +371,19 @@ void PrefixIndex::prefetch(BlockHash hash) const {
   shard_for(key).prefetch(key);
 }
 
+void PrefixIndex::prefetch_first(std::span<const BlockHash> hashes) const {
+  for (std::size_t ahead = 0; ahead < std::min(kPrefetchAhead, hashes.size()); ++ahead) {
+    prefetch(hashes[ahead]);
+  }
+}
+
 PrefixMatch PrefixIndex::match(std::span<const BlockHash> hashes,
                                std::span<std::uint32_t> matched_blocks_by_server) const {
   std::fill(matched_blocks_by_server.begin(), matched_blocks_by_server.end(), 0u);
   const std::size_t server_bound = matched_blocks_by_server.size();
   PrefixMatch result;
   result.total_blocks = static_cast<std::uint32_t>(hashes.size());
-  for (std::size_t ahead = 0; ahead < std::min(kPrefetchAhead, hashes.size()); ++ahead) {
-    prefetch(hashes[ahead]);
-  }
+  prefetch_first(hashes);
   for (std::size_t idx = 0; idx < hashes.size(); ++idx) {
     if (idx + kPrefetchAhead < hashes.size()) prefetch(hashes[idx + kPrefetchAhead]);
     const std::uint64_t key = mix(hashes[idx]);
@@ -425,9 +439,7 @@ void PrefixIndex::add(ServerId server_id, std::span<const BlockHash> hashes) {
   Server& server = server_or_create(server_id);
   std::lock_guard server_lock(server.mu);
   if (server.capacity == 0) return;
-  for (std::size_t ahead = 0; ahead < std::min(kPrefetchAhead, hashes.size()); ++ahead) {
-    prefetch(hashes[ahead]);
-  }
+  prefetch_first(hashes);
   for (std::size_t idx = 0; idx < hashes.size(); ++idx) {
     if (idx + kPrefetchAhead < hashes.size()) prefetch(hashes[idx + kPrefetchAhead]);
     if (server.size >= server.capacity) prefetch_victim(server);
@@ -446,11 +458,7 @@ void PrefixIndex::add(ServerId server_id, std::span<const BlockHash> hashes) {
       if (node == kNil && server.size < server.capacity) {
         node = server.allocate(hashes[idx]);
         inserted = true;
-        if (slot != nullptr && slot->payload != 0) {
-          shard.add_pair(*slot, server_id, node);
-        } else {
-          shard.insert_at(slot, key, inline_payload(server_id, node));
-        }
+        shard.add_at(slot, key, server_id, node);
       }
     }
     if (node == kNil) {
@@ -460,12 +468,7 @@ void PrefixIndex::add(ServerId server_id, std::span<const BlockHash> hashes) {
       std::unique_lock lock(shard.mu);
       node = server.allocate(hashes[idx]);
       inserted = true;
-      Slot* slot = shard.probe(key);
-      if (slot != nullptr && slot->payload != 0) {
-        shard.add_pair(*slot, server_id, node);
-      } else {
-        shard.insert_at(slot, key, inline_payload(server_id, node));
-      }
+      shard.add_at(shard.probe(key), key, server_id, node);
     }
     if (inserted) {
       server.push_front(node);

@@ -137,6 +137,8 @@ class PrefixIndex {
   Shard& shard_for(std::uint64_t key) const;
   // Starts loading the cache line of the hash's home slot (no lock, no effect on the contents).
   void prefetch(BlockHash hash) const;
+  // The same for the first few of `hashes`; a walk over them then prefetches a few ahead.
+  void prefetch_first(std::span<const BlockHash> hashes) const;
   // The same for the hash a few evictions ahead. Requires the server's mutex.
   void prefetch_victim(const Server& server) const;
   Server* find_server(ServerId server) const;
