@@ -25,6 +25,29 @@ pb::ProcessingRequest parse_text(const std::string& text) {
   return message;
 }
 
+// Text-format builders for metadata_context: a filter_metadata namespace holding Struct
+// `fields`, and one such field.
+constexpr std::string_view kSubsetNamespace = "envoy.lb.subset_hint";
+constexpr std::string_view kSubsetKey = "x-gateway-destination-endpoint-subset";
+constexpr std::string_view kLbNamespace = "envoy.lb";
+constexpr std::string_view kServedKey = "x-gateway-destination-endpoint-served";
+
+std::string namespace_text(std::string_view name, std::string_view fields) {
+  return fmt::format("filter_metadata {{ key: \"{}\" value {{ {} }} }}", name, fields);
+}
+std::string field_text(std::string_view key, std::string_view value) {
+  return fmt::format("fields {{ key: \"{}\" value {{ {} }} }}", key, value);
+}
+std::string metadata_text(std::string_view entries) {
+  return fmt::format("metadata_context {{ {} }}", entries);
+}
+std::string subset_text(std::string_view value) {
+  return namespace_text(kSubsetNamespace, field_text(kSubsetKey, value));
+}
+std::string served_text(std::string_view value) {
+  return namespace_text(kLbNamespace, field_text(kServedKey, value));
+}
+
 std::vector<std::pair<std::string, std::string>> pairs(const RequestView& view) {
   std::vector<std::pair<std::string, std::string>> out;
   for (const HeaderView& header : view.headers) {
@@ -102,21 +125,11 @@ const std::vector<std::string>& samples() {
                headers { key: "x-empty" }
              }
            }
-           metadata_context {
-             filter_metadata {
-               key: "envoy.lb.subset_hint"
-               value {
-                 fields {
-                   key: "x-gateway-destination-endpoint-subset"
-                   value { string_value: "10.0.0.1:8000" }
-                 }
-               }
-             }
-           }
            protocol_config {
              request_body_mode: FULL_DUPLEX_STREAMED
              response_body_mode: FULL_DUPLEX_STREAMED
-           })pb",
+           })pb" +
+          metadata_text(subset_text(R"pb(string_value: "10.0.0.1:8000")pb")),
       R"pb(request_headers {
              headers { headers { key: ":method" raw_value: "GET" } }
              end_of_stream: true
@@ -124,60 +137,22 @@ const std::vector<std::string>& samples() {
       R"pb(request_body { body: "{\"model\":\"m\",\"prompt\":\"hello\"}" end_of_stream: true })pb",
       R"pb(request_body { body: "" })pb",
       R"pb(request_trailers { trailers { headers { key: "grpc-status" raw_value: "0" } } })pb",
-      R"pb(response_headers { headers { headers { key: ":status" raw_value: "200" } } }
-           metadata_context {
-             filter_metadata {
-               key: "envoy.lb"
-               value {
-                 fields {
-                   key: "x-gateway-destination-endpoint-served"
-                   value { string_value: "10.0.0.2:8000" }
-                 }
-               }
-             }
-           })pb",
-      R"pb(request_headers { headers { headers { key: ":method" raw_value: "POST" } } }
-           metadata_context {
-             filter_metadata {
-               key: "envoy.lb.subset_hint"
-               value {
-                 fields {
-                   key: "x-gateway-destination-endpoint-subset"
-                   value {
-                     list_value {
-                       values { string_value: "10.0.0.1:8000" }
-                       values { string_value: "10.0.0.2:8000,10.0.0.3:8000" }
-                     }
-                   }
-                 }
-               }
-             }
-             filter_metadata {
-               key: "envoy.filters.http.other"
-               value {
-                 fields {
-                   key: "k"
-                   value { number_value: 3 }
-                 }
-               }
-             }
-             typed_filter_metadata {
-               key: "typed"
-               value { type_url: "type.googleapis.com/x" value: "\001\002" }
-             }
-           })pb",
-      R"pb(response_headers { headers { headers { key: ":status" raw_value: "200" } } }
-           metadata_context {
-             filter_metadata {
-               key: "envoy.lb"
-               value {
-                 fields {
-                   key: "x-gateway-destination-endpoint-served"
-                   value { list_value { values { string_value: "10.0.0.2:8000" } } }
-                 }
-               }
-             }
-           })pb",
+      R"pb(response_headers { headers { headers { key: ":status" raw_value: "200" } } })pb" +
+          metadata_text(served_text(R"pb(string_value: "10.0.0.2:8000")pb")),
+      R"pb(request_headers { headers { headers { key: ":method" raw_value: "POST" } } })pb" +
+          metadata_text(
+              subset_text(R"pb(list_value {
+                                 values { string_value: "10.0.0.1:8000" }
+                                 values { string_value: "10.0.0.2:8000,10.0.0.3:8000" }
+                               })pb") +
+              namespace_text("envoy.filters.http.other", field_text("k", "number_value: 3")) +
+              R"pb(typed_filter_metadata {
+                     key: "typed"
+                     value { type_url: "type.googleapis.com/x" value: "\001\002" }
+                   })pb"),
+      R"pb(response_headers { headers { headers { key: ":status" raw_value: "200" } } })pb" +
+          metadata_text(
+              served_text(R"pb(list_value { values { string_value: "10.0.0.2:8000" } })pb")),
       R"pb(response_body { body: "data: {}\n\n" end_of_stream: true })pb",
       R"pb(response_trailers {})pb",
       R"pb(request_body { body: "x" }
@@ -203,22 +178,34 @@ TEST(RequestView, WellFormedMessagesOfEveryPart) {
   }
 }
 
-TEST(RequestView, ReadsInPlace) {
-  const std::string wire = parse_text(samples()[0]).SerializeAsString();
+// A sample decoded from its wire bytes, with everything its view points into.
+struct Decoded {
+  explicit Decoded(const std::string& text) : wire(parse_text(text).SerializeAsString()) {
+    ok = decode_request(wire, rest, storage, view);
+  }
+  // Whether `text` lies within the wire bytes (a view, not a copy).
+  bool in_wire(std::string_view text) const {
+    return text.data() >= wire.data() && text.data() + text.size() <= wire.data() + wire.size();
+  }
+
+  std::string wire;
   pb::ProcessingRequest rest;
   ViewStorage storage;
   RequestView view;
-  ASSERT_TRUE(decode_request(wire, rest, storage, view));
+  bool ok = false;
+};
+
+TEST(RequestView, ReadsInPlace) {
+  const Decoded decoded(samples()[0]);
+  ASSERT_TRUE(decoded.ok);
+  const RequestView& view = decoded.view;
   EXPECT_EQ(view.part, pb::ProcessingRequest::kRequestHeaders);
   ASSERT_EQ(view.headers.size(), 6u);
   EXPECT_EQ(view.headers[2].key, "Content-Type");  // as sent: lower-casing is the processor's
   EXPECT_EQ(view.headers[3].value, "from value");
   EXPECT_EQ(view.headers[4].value, "wins");
   EXPECT_EQ(view.headers[5].value, "");
-  for (const HeaderView& header : view.headers) {
-    EXPECT_GE(header.key.data(), wire.data());  // views of the wire bytes, not copies
-    EXPECT_LE(header.key.data() + header.key.size(), wire.data() + wire.size());
-  }
+  for (const HeaderView& header : view.headers) EXPECT_TRUE(decoded.in_wire(header.key));
   EXPECT_FALSE(view.end_of_stream);
   EXPECT_FALSE(view.rest->has_request_headers());
   // The subset hint was the only metadata: read in place, nothing left for protobuf.
@@ -226,24 +213,19 @@ TEST(RequestView, ReadsInPlace) {
   EXPECT_TRUE(view.rest->has_protocol_config());
   ASSERT_TRUE(view.subset_hint.present);
   ASSERT_EQ(strings(view.subset_hint), std::vector<std::string>{"10.0.0.1:8000"});
-  EXPECT_GE(view.subset_hint.strings[0].data(), wire.data());
-  EXPECT_LE(view.subset_hint.strings[0].data() + view.subset_hint.strings[0].size(),
-            wire.data() + wire.size());
+  EXPECT_TRUE(decoded.in_wire(view.subset_hint.strings[0]));
   EXPECT_FALSE(view.served.namespace_present);
 }
 
 TEST(RequestView, ReadsMetadataOfOtherNamespacesIntoRest) {
-  const std::string wire = parse_text(samples()[6]).SerializeAsString();
-  pb::ProcessingRequest rest;
-  ViewStorage storage;
-  RequestView view;
-  ASSERT_TRUE(decode_request(wire, rest, storage, view));
-  EXPECT_EQ(strings(view.subset_hint),
+  const Decoded decoded(samples()[6]);
+  ASSERT_TRUE(decoded.ok);
+  EXPECT_EQ(strings(decoded.view.subset_hint),
             (std::vector<std::string>{"10.0.0.1:8000", "10.0.0.2:8000,10.0.0.3:8000"}));
-  const auto& namespaces = rest.metadata_context().filter_metadata();
+  const auto& namespaces = decoded.rest.metadata_context().filter_metadata();
   EXPECT_EQ(namespaces.size(), 1u);
   EXPECT_TRUE(namespaces.contains("envoy.filters.http.other"));
-  EXPECT_EQ(rest.metadata_context().typed_filter_metadata().size(), 1u);
+  EXPECT_EQ(decoded.rest.metadata_context().typed_filter_metadata().size(), 1u);
 }
 
 TEST(RequestView, UnusualButValidShapes) {
@@ -265,76 +247,20 @@ TEST(RequestView, UnusualButValidShapes) {
       {"metadata twice", wire_of(samples()[5]) + wire_of(samples()[0])},
       {"a namespace twice", wire_of(samples()[0]) + wire_of(samples()[6])},
       {"another key in a namespace read in place",
-       wire_of(R"pb(metadata_context {
-                      filter_metadata {
-                        key: "envoy.lb"
-                        value {
-                          fields {
-                            key: "x-gateway-destination-endpoint-served"
-                            value { string_value: "10.0.0.2:8000" }
-                          }
-                          fields {
-                            key: "other"
-                            value { bool_value: true }
-                          }
-                        }
-                      }
-                    })pb")},
+       wire_of(metadata_text(namespace_text(
+           kLbNamespace, field_text(kServedKey, R"pb(string_value: "10.0.0.2:8000")pb") +
+                             field_text("other", "bool_value: true"))))},
       {"values that are not strings",
-       wire_of(R"pb(metadata_context {
-                      filter_metadata {
-                        key: "envoy.lb.subset_hint"
-                        value {
-                          fields {
-                            key: "x-gateway-destination-endpoint-subset"
-                            value {
-                              list_value {
-                                values { number_value: 1 }
-                                values { string_value: "10.0.0.1:8000" }
-                                values { struct_value {} }
-                              }
-                            }
-                          }
-                        }
-                      }
-                      filter_metadata {
-                        key: "envoy.lb"
-                        value {
-                          fields {
-                            key: "x-gateway-destination-endpoint-served"
-                            value { bool_value: true }
-                          }
-                        }
-                      }
-                    })pb")},
+       wire_of(metadata_text(subset_text(R"pb(list_value {
+                                                values { number_value: 1 }
+                                                values { string_value: "10.0.0.1:8000" }
+                                                values { struct_value {} }
+                                              })pb") +
+                             served_text("bool_value: true")))},
       {"a value of no kind and an empty namespace",
-       wire_of(R"pb(metadata_context {
-                      filter_metadata {
-                        key: "envoy.lb.subset_hint"
-                        value {
-                          fields {
-                            key: "x-gateway-destination-endpoint-subset"
-                            value {}
-                          }
-                        }
-                      }
-                      filter_metadata {
-                        key: "envoy.lb"
-                        value {}
-                      }
-                    })pb")},
+       wire_of(metadata_text(subset_text("") + namespace_text(kLbNamespace, "")))},
       {"non-ASCII metadata string",
-       wire_of(R"pb(metadata_context {
-                      filter_metadata {
-                        key: "envoy.lb"
-                        value {
-                          fields {
-                            key: "x-gateway-destination-endpoint-served"
-                            value { string_value: "caf\303\251" }
-                          }
-                        }
-                      }
-                    })pb")},
+       wire_of(metadata_text(served_text(R"pb(string_value: "caf\303\251")pb")))},
       // Unknown fields at every level, and known field numbers with the wrong wire type.
       {"unknown top-level field", wire_of(samples()[2]) + std::string("\xa0\x06\x01", 3)},
       {"wrong wire type for request_body", std::string("\x20\x01", 2) + wire_of(samples()[1])},
