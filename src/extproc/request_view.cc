@@ -209,11 +209,11 @@ bool read_value_strings(std::string_view bytes, std::vector<std::string_view>& o
   if (!next_tag(in, bytes.size(), tag)) return false;
   if (tag == 0) return true;
   std::string_view payload;
-  if (!read_view(in, payload)) return false;
+  if ((tag != kValueStringTag && tag != kValueListTag) || !read_view(in, payload)) return false;
   if (tag == kValueStringTag) {
     if (!is_ascii(payload)) return false;
     out.push_back(payload);
-  } else if (tag == kValueListTag) {
+  } else {
     CodedInputStream list = stream_over(payload);
     for (std::uint32_t item_tag = 0;;) {
       if (!next_tag(list, payload.size(), item_tag)) return false;
@@ -224,8 +224,6 @@ bool read_value_strings(std::string_view bytes, std::vector<std::string_view>& o
         return false;
       }
     }
-  } else {
-    return false;
   }
   return next_tag(in, bytes.size(), tag) && tag == 0;
 }
@@ -379,9 +377,7 @@ RequestView view_of(const pb::ProcessingRequest& message, ViewStorage& storage) 
   static const std::string kDestinationNamespace(protocol::kDestinationNamespace);
   static const std::string kServedKey(protocol::kServedKey);
   std::vector<HeaderView>& headers = storage.headers;
-  headers.clear();
-  storage.subset_strings.clear();
-  storage.served_strings.clear();
+  storage.clear();
   RequestView view;
   read_metadata_value(message, kSubsetNamespace, kSubsetKey, storage.subset_strings,
                       view.subset_hint);
@@ -421,9 +417,7 @@ RequestView view_of(const pb::ProcessingRequest& message, ViewStorage& storage) 
 
 bool decode_request(std::string_view wire, pb::ProcessingRequest& rest, ViewStorage& storage,
                     RequestView& out) {
-  storage.headers.clear();
-  storage.subset_strings.clear();
-  storage.served_strings.clear();
+  storage.clear();
   out = RequestView{};
   if (wire.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) return false;
   if (decode_in_place(wire, rest, storage, out)) return true;

@@ -78,6 +78,12 @@ struct ViewStorage {
   std::vector<HeaderView> headers;
   std::vector<std::string_view> subset_strings;
   std::vector<std::string_view> served_strings;
+
+  void clear() {
+    headers.clear();
+    subset_strings.clear();
+    served_strings.clear();
+  }
 };
 
 // Views of `message` (which must outlive the view).
