@@ -13,94 +13,54 @@
 //   → WritesDone; the server finishes the call.
 //
 // --concurrency streams are kept open at all times (a finished stream starts the next), over
-// --connections HTTP/2 connections, on gRPC's callback API (a few client threads drive hundreds of
-// streams). Reported over the measured window (after --warmup): completed streams per second,
-// errors, and p50/p90/p99 of the whole stream and of the "added time" = from starting to write the
-// last request-body chunk until the last request-body answer arrives (how long the EPP holds the
-// request before Envoy could forward it). With --epp-pid, the EPP's CPU seconds in the window
-// (utime + stime of /proc/PID/stat) and decisions per EPP CPU-second.
+// --connections HTTP/2 connections. --client h2 (the default) speaks gRPC over HTTP/2 with
+// nghttp2 on one thread, a few microseconds per stream, so the generator is not what saturates
+// first; --client grpc uses grpc++'s callback API (several threads; it costs more per stream than
+// the EPP does, and supports --tls). Reported over the measured window (after --warmup): completed
+// streams per second, errors, and p50/p90/p99 of the whole stream and of the "added time" = from
+// starting to write the last request-body chunk until the last request-body answer arrives (how
+// long the EPP holds the request before Envoy could forward it). With --epp-pid, the EPP's CPU
+// seconds in the window (utime + stime of /proc/PID/stat) and decisions per EPP CPU-second.
 //
 // --response-delay-ms holds each stream between the request body's last answer and the response
 // headers, like a model server computing its answer, so that N streams offer about
 // N / delay requests per second instead of saturating the EPP. --null-server serves a minimal
-// ext_proc server instead (the gRPC floor under the EPP). Plaintext h2c by default; --tls speaks
-// TLS without verifying the certificate (grpc++'s experimental TlsCredentials).
+// ext_proc server instead (the gRPC floor under the EPP). Plaintext h2c by default; --tls (with
+// --client grpc) speaks TLS without verifying the certificate (grpc++'s experimental
+// TlsCredentials).
 //
 // Any ImmediateResponse, unexpected message, missing destination or non-OK gRPC status counts as
 // an error; the first few are printed. Every stream has a deadline (--stream-timeout-ms).
+//
+// Parts: extproc_load.h (options, Exchange, Driver), extproc_load_grpc.cc (grpc++ client and the
+// null server), extproc_load_h2.cc (nghttp2 client).
+
+#include "extproc_load.h"
 
 #include <fmt/format.h>
-#include <grpcpp/grpcpp.h>
-#include <grpcpp/security/tls_certificate_verifier.h>
-#include <grpcpp/security/tls_credentials_options.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
-#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <fstream>
-#include <functional>
-#include <map>
-#include <memory>
-#include <mutex>
-#include <optional>
-#include <set>
 #include <sstream>
-#include <string>
-#include <thread>
-#include <vector>
+#include <string_view>
 
-#include "bench/stats.h"
 #include "common/random.h"
-#include "envoy/service/ext_proc/v3/external_processor.grpc.pb.h"
 #include "request/tokenizer.h"
 
 namespace infergate::extproc_load {
-namespace {
 
-namespace pb = ::envoy::service::ext_proc::v3;
 namespace core = ::envoy::config::core::v3;
 using ProcessingMode = ::envoy::extensions::filters::http::ext_proc::v3::ProcessingMode;
-using SteadyTime = std::chrono::steady_clock::time_point;
 
-constexpr std::string_view kDestinationKey = "x-gateway-destination-endpoint";
-constexpr std::string_view kServedKey = "x-gateway-destination-endpoint-served";
-constexpr std::string_view kLbNamespace = "envoy.lb";
+namespace {
+
 constexpr std::size_t kIdBytes = 16;  // hex digits making every prompt distinct
 constexpr std::size_t kMaxPrintedErrors = 5;
-
-struct Options {
-  std::string target;
-  int concurrency = 64;
-  int connections = 2;
-  std::size_t body_bytes = 2048;
-  std::size_t chunk_bytes = 16384;
-  std::size_t shared_prefix_bytes = 0;
-  int prefix_groups = 8;
-  double duration_s = 10;
-  double warmup_s = 2;
-  int stream_timeout_ms = 30000;
-  std::string model = "meta-llama/Llama-3.1-8B-Instruct";
-  std::uint64_t seed = 1;
-  int epp_pid = 0;
-  double epp_idle_sample_s = 0;
-  int response_delay_ms = 0;
-  bool tls = false;
-  bool json = false;
-};
-
-std::int64_t nanos_since(SteadyTime origin) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
-                                                              origin)
-      .count();
-}
 
 void add_header(core::HeaderMap& map, std::string_view key, std::string_view value) {
   core::HeaderValue* header = map.add_headers();
@@ -123,16 +83,42 @@ std::string filler_text(std::size_t bytes, std::uint64_t seed) {
   return text;
 }
 
-// One OpenAI chat body of a group: optional shared system prompt, then a user message starting
-// with kIdBytes placeholder characters (overwritten per stream) and filler up to the body size.
-struct BodyTemplate {
-  std::string body;
-  std::size_t id_offset = 0;
-  // Pre-built request_body messages, shared read-only by every stream of this group; a stream
-  // rebuilds only the chunks that overlap its id.
-  std::vector<pb::ProcessingRequest> chunks;
-  std::vector<std::size_t> chunk_offsets;
-};
+// utime + stime of a process in seconds, or nullopt when /proc/PID/stat cannot be read.
+std::optional<double> process_cpu_seconds(int pid) {
+  std::ifstream file(fmt::format("/proc/{}/stat", pid));
+  std::string line;
+  if (!file || !std::getline(file, line)) return std::nullopt;
+  // The command name may hold spaces: count from the last ')', after which comes field 3 (state);
+  // utime and stime are fields 14 and 15 (proc(5)).
+  const std::size_t close = line.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(line.substr(close + 2));
+  std::string field;
+  unsigned long long utime = 0;
+  unsigned long long stime = 0;
+  for (int index = 3; index <= 15 && fields >> field; ++index) {
+    if (index == 14) utime = std::stoull(field);
+    if (index == 15) stime = std::stoull(field);
+  }
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double own_cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& tv) {
+    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+}  // namespace
+
+std::int64_t nanos_since(SteadyTime origin) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+                                                              origin)
+      .count();
+}
 
 BodyTemplate make_template(const Options& options, int group) {
   const std::string head = fmt::format(R"({{"model":"{}","messages":[)", options.model);
@@ -165,474 +151,236 @@ BodyTemplate make_template(const Options& options, int group) {
   return out;
 }
 
-// utime + stime of a process in seconds, or nullopt when /proc/PID/stat cannot be read.
-std::optional<double> process_cpu_seconds(int pid) {
-  std::ifstream file(fmt::format("/proc/{}/stat", pid));
-  std::string line;
-  if (!file || !std::getline(file, line)) return std::nullopt;
-  // The command name may hold spaces: count from the last ')', after which comes field 3 (state);
-  // utime and stime are fields 14 and 15 (proc(5)).
-  const std::size_t close = line.rfind(')');
-  if (close == std::string::npos) return std::nullopt;
-  std::istringstream fields(line.substr(close + 2));
-  std::string field;
-  unsigned long long utime = 0;
-  unsigned long long stime = 0;
-  for (int index = 3; index <= 15 && fields >> field; ++index) {
-    if (index == 14) utime = std::stoull(field);
-    if (index == 15) stime = std::stoull(field);
+Timer::Timer() : thread_([this] { loop(); }) {}
+
+Timer::~Timer() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
   }
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  wake_.notify_one();
+  thread_.join();
 }
 
-double own_cpu_seconds() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& tv) {
-    return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) / 1e6;
-  };
-  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+void Timer::at(SteadyTime when, std::function<void()> callback) {
+  {
+    std::lock_guard lock(mutex_);
+    pending_.emplace(when, std::move(callback));
+  }
+  wake_.notify_one();
 }
 
-class Stream;
-
-// Runs callbacks at given times on one thread of its own (not a gRPC thread, so a callback may
-// start gRPC operations and even end a call). Pending callbacks run before the destructor returns.
-class Timer {
- public:
-  Timer() : thread_([this] { loop(); }) {}
-  ~Timer() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
+void Timer::loop() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_ || !pending_.empty()) {
+    if (pending_.empty()) {
+      wake_.wait(lock);
+      continue;
     }
-    wake_.notify_one();
-    thread_.join();
-  }
-  void at(SteadyTime when, std::function<void()> callback) {
-    {
-      std::lock_guard lock(mutex_);
-      pending_.emplace(when, std::move(callback));
+    auto next = pending_.begin();
+    if (!stopping_ && next->first > std::chrono::steady_clock::now()) {
+      wake_.wait_until(lock, next->first);
+      continue;
     }
-    wake_.notify_one();
+    std::function<void()> callback = std::move(next->second);
+    pending_.erase(next);
+    lock.unlock();
+    callback();
+    lock.lock();
   }
+}
 
- private:
-  void loop() {
-    std::unique_lock lock(mutex_);
-    while (!stopping_ || !pending_.empty()) {
-      if (pending_.empty()) {
-        wake_.wait(lock);
-        continue;
+std::string_view Exchange::phase_name(Phase phase) {
+  switch (phase) {
+    case Phase::kRequestHeaders:
+      return "awaiting the request_headers answer";
+    case Phase::kRequestBody:
+      return "awaiting request_body answers";
+    case Phase::kResponseHeaders:
+      return "awaiting the response_headers answer";
+    case Phase::kResponseBody:
+      return "awaiting response_body answers";
+    case Phase::kDone:
+      return "done";
+  }
+  return "?";
+}
+
+Exchange::Exchange(const Driver& driver, std::uint64_t index) : driver_(driver), index_(index) {
+  const Options& options = driver.options();
+  const BodyTemplate& body = driver.body_template(index);
+  const std::string id =
+      fmt::format("{:016x}", derive_seed(options.seed, 3, index_));  // distinct prompt per stream
+  const std::string request_id = fmt::format("bench-{}", index_);
+
+  pb::HttpHeaders* headers = request_headers_.mutable_request_headers();
+  core::HeaderMap* map = headers->mutable_headers();
+  add_header(*map, ":method", "POST");
+  add_header(*map, ":path", "/v1/chat/completions");
+  add_header(*map, ":authority", "bench.example.com");
+  add_header(*map, ":scheme", "http");
+  add_header(*map, "content-type", "application/json");
+  add_header(*map, "content-length", std::to_string(body.body.size()));
+  add_header(*map, "x-request-id", request_id);
+  headers->set_end_of_stream(false);
+  pb::ProtocolConfiguration* config = request_headers_.mutable_protocol_config();
+  config->set_request_body_mode(ProcessingMode::FULL_DUPLEX_STREAMED);
+  config->set_response_body_mode(ProcessingMode::FULL_DUPLEX_STREAMED);
+  messages_.push_back(&request_headers_);
+
+  // Copy only the chunks overlapping the id; point at the shared template for the rest.
+  own_chunks_.reserve(2);
+  for (std::size_t chunk = 0; chunk < body.chunks.size(); ++chunk) {
+    const std::size_t begin = body.chunk_offsets[chunk];
+    const std::size_t end = begin + body.chunks[chunk].request_body().body().size();
+    if (end <= body.id_offset || begin >= body.id_offset + kIdBytes) {
+      messages_.push_back(&body.chunks[chunk]);
+      continue;
+    }
+    pb::ProcessingRequest& own = own_chunks_.emplace_back(body.chunks[chunk]);
+    std::string* bytes = own.mutable_request_body()->mutable_body();
+    for (std::size_t pos = std::max(begin, body.id_offset);
+         pos < std::min(end, body.id_offset + kIdBytes); ++pos) {
+      (*bytes)[pos - begin] = id[pos - body.id_offset];
+    }
+    messages_.push_back(&own);
+  }
+  response_index_ = messages_.size();
+  messages_.push_back(&response_headers_);
+  messages_.push_back(&response_body_);
+
+  pb::HttpHeaders* response = response_headers_.mutable_response_headers();
+  add_header(*response->mutable_headers(), ":status", "200");
+  add_header(*response->mutable_headers(), "content-type", "application/json");
+  add_header(*response->mutable_headers(), "x-request-id", request_id);
+  response->set_end_of_stream(false);
+  response_body_.mutable_response_body()->set_body(R"({"id":"chatcmpl-bench","object":)"
+                                                   R"("chat.completion","model":")" +
+                                                   options.model +
+                                                   R"(","choices":[{"index":0,"message":)"
+                                                   R"({"role":"assistant","content":"ok"},)"
+                                                   R"("finish_reason":"stop"}],"usage":)"
+                                                   R"({"prompt_tokens":512,)"
+                                                   R"("completion_tokens":1,"total_tokens":513}})");
+  response_body_.mutable_response_body()->set_end_of_stream(true);
+}
+
+void Exchange::prepare_response() {
+  auto& fields = (*response_headers_.mutable_metadata_context()
+                       ->mutable_filter_metadata())[std::string(kLbNamespace)];
+  (*fields.mutable_fields())[std::string(kServedKey)].set_string_value(
+      destination_.substr(0, destination_.find(',')));
+}
+
+SteadyTime::duration Exchange::response_delay() const {
+  const int delay_ms = driver_.options().response_delay_ms;
+  if (delay_ms <= 0) return SteadyTime::duration::zero();
+  // Uniform in [0.5, 1.5) x the delay, so that streams do not move in lock step.
+  SplitMix64 jitter(derive_seed(driver_.options().seed, 4, index_));
+  return std::chrono::duration_cast<SteadyTime::duration>(
+      std::chrono::duration<double, std::milli>(delay_ms * (0.5 + jitter.next_unit())));
+}
+
+Exchange::Step Exchange::fail(std::string message) {
+  if (error_.empty()) error_ = std::move(message);
+  return Step::kError;
+}
+
+std::string Exchange::final_error(std::string transport_error) const {
+  if (!error_.empty()) return error_;
+  if (!transport_error.empty()) return transport_error;
+  if (phase_ != Phase::kDone) {
+    return "protocol: the call ended before the response body's end_of_stream";
+  }
+  return {};
+}
+
+Exchange::Step Exchange::on_answer(const pb::ProcessingResponse& answer) {
+  if (answer.has_immediate_response()) {
+    return fail(fmt::format("immediate_response {} ({}): {}",
+                            static_cast<int>(answer.immediate_response().status().code()),
+                            phase_name(phase_), answer.immediate_response().body().substr(0, 200)));
+  }
+  switch (phase_) {
+    case Phase::kRequestHeaders: {
+      if (!answer.has_request_headers()) {
+        return fail(fmt::format("protocol: expected the request_headers answer, got case {}",
+                                static_cast<int>(answer.response_case())));
       }
-      auto next = pending_.begin();
-      if (!stopping_ && next->first > std::chrono::steady_clock::now()) {
-        wake_.wait_until(lock, next->first);
-        continue;
+      for (const auto& option :
+           answer.request_headers().response().header_mutation().set_headers()) {
+        if (option.header().key() == kDestinationKey) destination_ = option.header().raw_value();
       }
-      std::function<void()> callback = std::move(next->second);
-      pending_.erase(next);
-      lock.unlock();
-      callback();
-      lock.lock();
-    }
-  }
-
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  std::multimap<SteadyTime, std::function<void()>> pending_;
-  bool stopping_ = false;
-  std::thread thread_;
-};
-
-// Owns the channels, the body templates, the set of live streams and the results.
-class Driver {
- public:
-  explicit Driver(Options options);
-
-  // Connects every channel (false after 5 s without a connection).
-  bool connect();
-  // Opens --concurrency streams; each finished stream opens the next until stop().
-  void start();
-  void begin_window();
-  void end_window();
-  // Stops opening streams and waits for the open ones (cancelling them after `grace`, then
-  // waiting 5 s more). False if some are still open: the caller must then not destroy the Driver.
-  bool stop(std::chrono::milliseconds grace);
-
-  // Called by a stream in OnDone (any gRPC thread). `error` is empty on success.
-  void on_stream_done(Stream* stream, std::int64_t start_ns, std::int64_t end_ns,
-                      std::int64_t added_ns, const std::string& error);
-
-  const Options& options() const { return options_; }
-  const BodyTemplate& body_template(std::uint64_t index) const {
-    return templates_[index % templates_.size()];
-  }
-  SteadyTime origin() const { return origin_; }
-  std::uint64_t stream_seed() const { return options_.seed; }
-  Timer& timer() { return timer_; }
-
-  struct Report {
-    double window_s = 0;
-    std::uint64_t completed = 0;
-    std::uint64_t errors = 0;
-    std::map<std::string, std::uint64_t> error_kinds;
-    std::vector<std::string> first_errors;
-    bench::Distribution stream_ms;
-    bench::Distribution added_ms;
-    std::optional<double> epp_cpu_s;
-    std::optional<double> epp_idle_cpu_ratio;  // CPU-seconds per second before the load
-    double client_cpu_s = 0;
-    std::uint64_t unfinished = 0;
-  };
-  Report report();
-  // Measures the EPP's CPU use before any load (metrics scraping and timers), over `seconds`.
-  void sample_idle_epp(double seconds);
-
- private:
-  void launch();
-
-  const Options options_;
-  const SteadyTime origin_ = std::chrono::steady_clock::now();
-  std::vector<std::shared_ptr<grpc::Channel>> channels_;
-  std::vector<std::unique_ptr<pb::ExternalProcessor::Stub>> stubs_;
-  std::vector<BodyTemplate> templates_;
-  std::atomic<std::uint64_t> next_index_{0};
-  std::atomic<bool> stopping_{false};
-
-  // Recursive: TryCancel may run a stream's OnDone (and so on_stream_done) inline.
-  std::recursive_mutex mutex_;
-  std::condition_variable_any drained_;
-  std::set<Stream*> live_;
-  std::int64_t window_start_ns_ = -1;
-  std::int64_t window_end_ns_ = -1;
-  std::vector<double> stream_ms_;
-  std::vector<double> added_ms_;
-  std::uint64_t errors_ = 0;
-  std::map<std::string, std::uint64_t> error_kinds_;
-  std::vector<std::string> first_errors_;
-  std::optional<double> epp_cpu_start_;
-  std::optional<double> epp_cpu_end_;
-  double client_cpu_start_ = 0;
-  double client_cpu_end_ = 0;
-  std::uint64_t unfinished_ = 0;
-  std::optional<double> epp_idle_cpu_ratio_;
-  Timer timer_;  // last: destroyed (and drained) first
-};
-
-// One ext_proc stream = one HTTP request. Writes go out one at a time in a fixed order; the
-// response half (response_headers, response_body) starts once both the request writes are done
-// and the request body's end_of_stream answer has arrived; WritesDone follows once those writes
-// are done and the response body's end_of_stream answer has arrived. The two gates are atomic
-// counters, so OnReadDone and OnWriteDone (which may run concurrently) need no lock.
-class Stream final : public grpc::ClientBidiReactor<pb::ProcessingRequest, pb::ProcessingResponse> {
- public:
-  Stream(Driver& driver, pb::ExternalProcessor::Stub& stub, std::uint64_t index)
-      : driver_(driver), index_(index), template_(driver.body_template(index)) {
-    const Options& options = driver.options();
-    context_.set_deadline(std::chrono::system_clock::now() +
-                          std::chrono::milliseconds(options.stream_timeout_ms));
-    build_request();
-    stub.async()->Process(&context_, this);
-  }
-
-  void start() {
-    start_ns_ = nanos_since(driver_.origin());
-    StartRead(&answer_);
-    write_next();
-    StartCall();
-  }
-
-  void cancel() { context_.TryCancel(); }
-
-  void OnWriteDone(bool ok) override {
-    if (!ok) return;  // the call is over; OnDone reports why
-    ++next_write_;
-    if (next_write_ == response_write_) {
-      pass_response_gate();
-    } else if (next_write_ == writes_.size()) {
-      pass_close_gate();
-    } else {
-      write_next();
-    }
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) return;
-    if (!check_answer()) {
-      context_.TryCancel();  // like Envoy after a local reply or a spurious message
-      return;
-    }
-    StartRead(&answer_);
-  }
-
-  void OnDone(const grpc::Status& status) override {
-    const std::int64_t end_ns = nanos_since(driver_.origin());
-    std::string error = error_;
-    if (error.empty() && !status.ok()) {
-      error = fmt::format("grpc status {}: {}", static_cast<int>(status.error_code()),
-                          status.error_message());
-    }
-    if (error.empty() && phase_ != Phase::kDone) {
-      error = "protocol: the call ended before the response body's end_of_stream";
-    }
-    driver_.on_stream_done(this, start_ns_, end_ns, added_end_ns_ - eos_sent_ns_.load(), error);
-    delete this;
-  }
-
- private:
-  enum class Phase { kRequestHeaders, kRequestBody, kResponseHeaders, kResponseBody, kDone };
-
-  static std::string_view phase_name(Phase phase) {
-    switch (phase) {
-      case Phase::kRequestHeaders:
-        return "awaiting the request_headers answer";
-      case Phase::kRequestBody:
-        return "awaiting request_body answers";
-      case Phase::kResponseHeaders:
-        return "awaiting the response_headers answer";
-      case Phase::kResponseBody:
-        return "awaiting response_body answers";
-      case Phase::kDone:
-        return "done";
-    }
-    return "?";
-  }
-
-  void build_request() {
-    const Options& options = driver_.options();
-    const std::string id = fmt::format(
-        "{:016x}", derive_seed(driver_.stream_seed(), 3, index_));  // distinct prompt per stream
-    const std::string request_id = fmt::format("bench-{}", index_);
-
-    pb::HttpHeaders* headers = request_headers_.mutable_request_headers();
-    core::HeaderMap* map = headers->mutable_headers();
-    add_header(*map, ":method", "POST");
-    add_header(*map, ":path", "/v1/chat/completions");
-    add_header(*map, ":authority", "bench.example.com");
-    add_header(*map, ":scheme", "http");
-    add_header(*map, "content-type", "application/json");
-    add_header(*map, "content-length", std::to_string(template_.body.size()));
-    add_header(*map, "x-request-id", request_id);
-    headers->set_end_of_stream(false);
-    pb::ProtocolConfiguration* config = request_headers_.mutable_protocol_config();
-    config->set_request_body_mode(ProcessingMode::FULL_DUPLEX_STREAMED);
-    config->set_response_body_mode(ProcessingMode::FULL_DUPLEX_STREAMED);
-    writes_.push_back(&request_headers_);
-
-    // Copy only the chunks overlapping the id; point at the shared template for the rest.
-    own_chunks_.reserve(2);
-    for (std::size_t chunk = 0; chunk < template_.chunks.size(); ++chunk) {
-      const std::size_t begin = template_.chunk_offsets[chunk];
-      const std::size_t end = begin + template_.chunks[chunk].request_body().body().size();
-      if (end <= template_.id_offset || begin >= template_.id_offset + kIdBytes) {
-        writes_.push_back(&template_.chunks[chunk]);
-        continue;
+      if (destination_.empty()) return fail("protocol: no x-gateway-destination-endpoint header");
+      const auto& namespaces = answer.dynamic_metadata().fields();
+      auto lb = namespaces.find(std::string(kLbNamespace));
+      if (lb == namespaces.end() || !lb->second.has_struct_value()) {
+        return fail("protocol: no envoy.lb dynamic_metadata");
       }
-      pb::ProcessingRequest& own = own_chunks_.emplace_back(template_.chunks[chunk]);
-      std::string* bytes = own.mutable_request_body()->mutable_body();
-      for (std::size_t pos = std::max(begin, template_.id_offset);
-           pos < std::min(end, template_.id_offset + kIdBytes); ++pos) {
-        (*bytes)[pos - begin] = id[pos - template_.id_offset];
+      const auto& keys = lb->second.struct_value().fields();
+      auto value = keys.find(std::string(kDestinationKey));
+      if (value == keys.end() || value->second.string_value() != destination_) {
+        return fail(fmt::format("protocol: envoy.lb metadata destination differs from header {}",
+                                destination_));
       }
-      writes_.push_back(&own);
+      phase_ = Phase::kRequestBody;
+      return Step::kContinue;
     }
-    response_write_ = writes_.size();
-    writes_.push_back(&response_headers_);
-    writes_.push_back(&response_body_);
-
-    response_body_.mutable_response_body()->set_body(
-        R"({"id":"chatcmpl-bench","object":)"
-        R"("chat.completion","model":")" +
-        options.model +
-        R"(","choices":[{"index":0,"message":)"
-        R"({"role":"assistant","content":"ok"},)"
-        R"("finish_reason":"stop"}],"usage":)"
-        R"({"prompt_tokens":512,)"
-        R"("completion_tokens":1,"total_tokens":513}})");
-    response_body_.mutable_response_body()->set_end_of_stream(true);
-  }
-
-  void write_next() {
-    if (next_write_ + 1 == response_write_) eos_sent_ns_ = nanos_since(driver_.origin());
-    StartWrite(writes_[next_write_]);
-  }
-
-  // Response headers need the destination the EPP chose, read before the request body's EoS.
-  void pass_response_gate() {
-    if (response_gate_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    pb::HttpHeaders* headers = response_headers_.mutable_response_headers();
-    add_header(*headers->mutable_headers(), ":status", "200");
-    add_header(*headers->mutable_headers(), "content-type", "application/json");
-    add_header(*headers->mutable_headers(), "x-request-id", fmt::format("bench-{}", index_));
-    headers->set_end_of_stream(false);
-    auto& fields = (*response_headers_.mutable_metadata_context()
-                         ->mutable_filter_metadata())[std::string(kLbNamespace)];
-    (*fields.mutable_fields())[std::string(kServedKey)].set_string_value(
-        destination_.substr(0, destination_.find(',')));
-    const int delay_ms = driver_.options().response_delay_ms;
-    if (delay_ms <= 0) {
-      write_next();
-      return;
-    }
-    // Uniform in [0.5, 1.5) x the delay, so that streams do not move in lock step.
-    SplitMix64 jitter(derive_seed(driver_.stream_seed(), 4, index_));
-    const auto delay = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-        std::chrono::duration<double, std::milli>(delay_ms * (0.5 + jitter.next_unit())));
-    // The upstream's time to first byte. The hold keeps the call (and this reactor) alive until
-    // the timer has started the write from outside a reaction.
-    AddHold();
-    driver_.timer().at(std::chrono::steady_clock::now() + delay, [this] {
-      write_next();
-      RemoveHold();  // may run OnDone (and delete this): touch nothing after
-    });
-  }
-
-  void pass_close_gate() {
-    if (close_gate_.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-    StartWritesDone();
-  }
-
-  // Checks one answer against the expected sequence; false (with error_ set) on a mismatch.
-  bool check_answer() {
-    auto fail = [this](std::string message) {
-      error_ = std::move(message);
-      return false;
-    };
-    if (answer_.has_immediate_response()) {
-      return fail(fmt::format("immediate_response {} ({}): {}",
-                              static_cast<int>(answer_.immediate_response().status().code()),
-                              phase_name(phase_),
-                              answer_.immediate_response().body().substr(0, 200)));
-    }
-    switch (phase_) {
-      case Phase::kRequestHeaders: {
-        if (!answer_.has_request_headers()) {
-          return fail(fmt::format("protocol: expected the request_headers answer, got case {}",
-                                  static_cast<int>(answer_.response_case())));
-        }
-        for (const auto& option :
-             answer_.request_headers().response().header_mutation().set_headers()) {
-          if (option.header().key() == kDestinationKey) destination_ = option.header().raw_value();
-        }
-        if (destination_.empty()) return fail("protocol: no x-gateway-destination-endpoint header");
-        const auto& namespaces = answer_.dynamic_metadata().fields();
-        auto lb = namespaces.find(std::string(kLbNamespace));
-        if (lb == namespaces.end() || !lb->second.has_struct_value()) {
-          return fail("protocol: no envoy.lb dynamic_metadata");
-        }
-        const auto& keys = lb->second.struct_value().fields();
-        auto value = keys.find(std::string(kDestinationKey));
-        if (value == keys.end() || value->second.string_value() != destination_) {
-          return fail(fmt::format("protocol: envoy.lb metadata destination differs from header {}",
-                                  destination_));
-        }
-        phase_ = Phase::kRequestBody;
-        return true;
+    case Phase::kRequestBody: {
+      if (!answer.has_request_body() ||
+          !answer.request_body().response().body_mutation().has_streamed_response()) {
+        return fail(fmt::format("protocol: expected a request_body streamed_response, got case {}",
+                                static_cast<int>(answer.response_case())));
       }
-      case Phase::kRequestBody: {
-        if (!answer_.has_request_body() ||
-            !answer_.request_body().response().body_mutation().has_streamed_response()) {
-          return fail(
-              fmt::format("protocol: expected a request_body streamed_response, got case {}",
-                          static_cast<int>(answer_.response_case())));
-        }
-        const auto& streamed =
-            answer_.request_body().response().body_mutation().streamed_response();
-        echoed_bytes_ += streamed.body().size();
-        if (!streamed.end_of_stream()) return true;
-        added_end_ns_ = nanos_since(driver_.origin());
-        if (echoed_bytes_ == 0) return fail("protocol: the request body was not echoed");
-        phase_ = Phase::kResponseHeaders;
-        pass_response_gate();
-        return true;
-      }
-      case Phase::kResponseHeaders:
-        if (!answer_.has_response_headers()) {
-          return fail(fmt::format("protocol: expected the response_headers answer, got case {}",
-                                  static_cast<int>(answer_.response_case())));
-        }
-        phase_ = Phase::kResponseBody;
-        return true;
-      case Phase::kResponseBody: {
-        if (!answer_.has_response_body() ||
-            !answer_.response_body().response().body_mutation().has_streamed_response()) {
-          return fail(
-              fmt::format("protocol: expected a response_body streamed_response, got case {}",
-                          static_cast<int>(answer_.response_case())));
-        }
-        if (!answer_.response_body()
-                 .response()
-                 .body_mutation()
-                 .streamed_response()
-                 .end_of_stream()) {
-          return true;
-        }
-        phase_ = Phase::kDone;
-        pass_close_gate();
-        return true;
-      }
-      case Phase::kDone:
-        return fail(fmt::format("protocol: answer case {} after the response body's end",
-                                static_cast<int>(answer_.response_case())));
+      const auto& streamed = answer.request_body().response().body_mutation().streamed_response();
+      echoed_bytes_ += streamed.body().size();
+      if (!streamed.end_of_stream()) return Step::kContinue;
+      added_end_ns_ = nanos_since(driver_.origin());
+      if (echoed_bytes_ == 0) return fail("protocol: the request body was not echoed");
+      phase_ = Phase::kResponseHeaders;
+      return Step::kRequestAnswered;
     }
-    return fail("unreachable");
+    case Phase::kResponseHeaders:
+      if (!answer.has_response_headers()) {
+        return fail(fmt::format("protocol: expected the response_headers answer, got case {}",
+                                static_cast<int>(answer.response_case())));
+      }
+      phase_ = Phase::kResponseBody;
+      return Step::kContinue;
+    case Phase::kResponseBody: {
+      if (!answer.has_response_body() ||
+          !answer.response_body().response().body_mutation().has_streamed_response()) {
+        return fail(fmt::format("protocol: expected a response_body streamed_response, got case {}",
+                                static_cast<int>(answer.response_case())));
+      }
+      if (!answer.response_body().response().body_mutation().streamed_response().end_of_stream()) {
+        return Step::kContinue;
+      }
+      phase_ = Phase::kDone;
+      return Step::kResponseAnswered;
+    }
+    case Phase::kDone:
+      return fail(fmt::format("protocol: answer case {} after the response body's end",
+                              static_cast<int>(answer.response_case())));
   }
-
-  Driver& driver_;
-  const std::uint64_t index_;
-  const BodyTemplate& template_;
-  grpc::ClientContext context_;
-  pb::ProcessingRequest request_headers_;
-  std::vector<pb::ProcessingRequest> own_chunks_;
-  pb::ProcessingRequest response_headers_;
-  pb::ProcessingRequest response_body_;
-  std::vector<const pb::ProcessingRequest*> writes_;
-  std::size_t next_write_ = 0;      // only touched by the write chain
-  std::size_t response_write_ = 0;  // index of response_headers_ in writes_
-  std::atomic<int> response_gate_{2};
-  std::atomic<int> close_gate_{2};
-  // Read side (one read at a time).
-  pb::ProcessingResponse answer_;
-  Phase phase_ = Phase::kRequestHeaders;
-  std::string destination_;
-  std::size_t echoed_bytes_ = 0;
-  std::string error_;
-  std::int64_t start_ns_ = 0;
-  std::atomic<std::int64_t> eos_sent_ns_{0};
-  std::int64_t added_end_ns_ = 0;
-};
+  return fail("unreachable");
+}
 
 Driver::Driver(Options options) : options_(std::move(options)) {
-  std::shared_ptr<grpc::ChannelCredentials> credentials;
-  if (options_.tls) {
-    // TLS without certificate checks, like the reference Envoy config's ext_proc cluster
-    // (validation disabled) talking to the EPP's self-signed certificate.
-    grpc::experimental::TlsChannelCredentialsOptions tls;
-    tls.set_verify_server_certs(false);
-    tls.set_check_call_host(false);
-    tls.set_certificate_verifier(std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
-    credentials = grpc::experimental::TlsCredentials(tls);
-  } else {
-    credentials = grpc::InsecureChannelCredentials();
-  }
-  for (int index = 0; index < options_.connections; ++index) {
-    grpc::ChannelArguments arguments;
-    // A distinct argument per channel keeps gRPC from sharing one connection between them.
-    arguments.SetInt("infergate.extproc_load.connection", index);
-    arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channels_.push_back(grpc::CreateCustomChannel(options_.target, credentials, arguments));
-    stubs_.push_back(pb::ExternalProcessor::NewStub(channels_.back()));
-  }
   for (int group = 0; group < std::max(1, options_.prefix_groups); ++group) {
     templates_.push_back(make_template(options_, group));
   }
 }
 
+Driver::~Driver() = default;
+
 bool Driver::connect() {
-  const auto deadline = std::chrono::system_clock::now() + std::chrono::seconds(5);
-  for (auto& channel : channels_) {
-    if (!channel->WaitForConnected(deadline)) return false;
+  transport_ =
+      options_.client == ClientKind::kH2 ? make_h2_transport(*this) : make_grpc_transport(*this);
+  if (!transport_) return false;
+  if (const std::string error = transport_->connect(); !error.empty()) {
+    fmt::print(stderr, "extproc_load: cannot connect to {}: {}\n", options_.target, error);
+    return false;
   }
   return true;
 }
@@ -654,13 +402,11 @@ void Driver::start() {
 
 void Driver::launch() {
   if (stopping_.load()) return;
-  const std::uint64_t index = next_index_.fetch_add(1);
-  auto* stream = new Stream(*this, *stubs_[index % stubs_.size()], index);
   {
     std::lock_guard lock(mutex_);
-    live_.insert(stream);
+    ++open_streams_;
   }
-  stream->start();
+  transport_->open_stream(next_index_.fetch_add(1));
 }
 
 void Driver::begin_window() {
@@ -684,22 +430,19 @@ void Driver::end_window() {
 bool Driver::stop(std::chrono::milliseconds grace) {
   stopping_ = true;
   std::unique_lock lock(mutex_);
-  if (!drained_.wait_for(lock, grace, [this] { return live_.empty(); })) {
-    unfinished_ = live_.size();
-    const std::vector<Stream*> open(live_.begin(), live_.end());
-    for (Stream* stream : open) {
-      if (live_.contains(stream)) stream->cancel();  // not yet finished by an earlier cancel
-    }
-    return drained_.wait_for(lock, std::chrono::seconds(5), [this] { return live_.empty(); });
-  }
-  return true;
+  if (drained_.wait_for(lock, grace, [this] { return open_streams_ == 0; })) return true;
+  unfinished_ = static_cast<std::uint64_t>(open_streams_);
+  lock.unlock();
+  transport_->cancel_open_streams();  // may end streams inline (on_stream_done takes mutex_)
+  lock.lock();
+  return drained_.wait_for(lock, std::chrono::seconds(5), [this] { return open_streams_ == 0; });
 }
 
-void Driver::on_stream_done(Stream* stream, std::int64_t start_ns, std::int64_t end_ns,
-                            std::int64_t added_ns, const std::string& error) {
+void Driver::on_stream_done(std::int64_t start_ns, std::int64_t end_ns, std::int64_t added_ns,
+                            const std::string& error) {
   {
     std::lock_guard lock(mutex_);
-    live_.erase(stream);
+    --open_streams_;
     const bool in_window = window_start_ns_ >= 0 && end_ns >= window_start_ns_ &&
                            (window_end_ns_ < 0 || end_ns <= window_end_ns_);
     if (in_window) {
@@ -712,9 +455,15 @@ void Driver::on_stream_done(Stream* stream, std::int64_t start_ns, std::int64_t 
         if (first_errors_.size() < kMaxPrintedErrors) first_errors_.push_back(error);
       }
     }
-    if (live_.empty()) drained_.notify_all();
+    if (open_streams_ == 0) drained_.notify_all();
   }
   launch();
+}
+
+void Driver::give_up(const std::string& error) {
+  stopping_ = true;
+  const std::int64_t now = nanos_since(origin_);
+  on_stream_done(now, now, 0, error);
 }
 
 void Driver::sample_idle_epp(double seconds) {
@@ -729,7 +478,6 @@ void Driver::sample_idle_epp(double seconds) {
     epp_idle_cpu_ratio_ = (*after - *before) / elapsed_s;
   }
 }
-
 Driver::Report Driver::report() {
   std::lock_guard lock(mutex_);
   Report report;
@@ -746,6 +494,8 @@ Driver::Report Driver::report() {
   report.unfinished = unfinished_;
   return report;
 }
+
+namespace {
 
 std::string distribution_json(const bench::Distribution& d) {
   return fmt::format(
@@ -824,133 +574,9 @@ void print_report(const Options& options, const Driver::Report& report, std::siz
   }
 }
 
-// --null-server: a minimal ext_proc server with the EPP's message flow and no work of its own
-// (no parsing, no scheduling, no metrics; a fixed destination), on the same gRPC callback API as
-// `infergate epp`. Measuring it like the EPP gives the gRPC floor: what one stream costs before
-// any Endpoint Picker logic. Not an EPP: for calibration only.
-class NullReactor final
-    : public grpc::ServerBidiReactor<pb::ProcessingRequest, pb::ProcessingResponse> {
- public:
-  NullReactor() { StartRead(&request_); }
-
-  void OnReadDone(bool ok) override {
-    std::vector<pb::ProcessingResponse> answers;
-    if (ok) answer(answers);
-    const pb::ProcessingResponse* write = nullptr;
-    bool finish = false;
-    {
-      std::lock_guard lock(mutex_);
-      for (auto& message : answers) queue_.push_back(std::move(message));
-      if (!ok) reading_ = false;
-      if (!write_in_flight_ && !queue_.empty()) {
-        write_in_flight_ = true;
-        write = &queue_.front();
-      } else if (!reading_ && !write_in_flight_ && !finished_) {
-        finished_ = finish = true;
-      }
-    }
-    if (write != nullptr) StartWrite(write);
-    if (finish) Finish(grpc::Status::OK);
-    if (ok) StartRead(&request_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    const pb::ProcessingResponse* write = nullptr;
-    bool finish = false;
-    {
-      std::lock_guard lock(mutex_);
-      write_in_flight_ = false;
-      queue_.pop_front();
-      if (!ok) queue_.clear();
-      if (!queue_.empty()) {
-        write_in_flight_ = true;
-        write = &queue_.front();
-      } else if ((!reading_ || !ok) && !finished_) {
-        finished_ = finish = true;
-      }
-    }
-    if (write != nullptr) StartWrite(write);
-    if (finish) Finish(grpc::Status::OK);
-  }
-
-  void OnDone() override { delete this; }
-
- private:
-  static constexpr std::string_view kDestination = "127.0.0.1:8000";
-
-  static pb::StreamedBodyResponse* streamed(pb::BodyResponse* response) {
-    return response->mutable_response()->mutable_body_mutation()->mutable_streamed_response();
-  }
-
-  void answer(std::vector<pb::ProcessingResponse>& out) {
-    if (request_.has_request_body()) {
-      body_.append(request_.request_body().body());
-      if (!request_.request_body().end_of_stream()) return;
-      pb::ProcessingResponse& headers = out.emplace_back();
-      pb::CommonResponse* common = headers.mutable_request_headers()->mutable_response();
-      common->set_clear_route_cache(true);
-      core::HeaderValue* header =
-          common->mutable_header_mutation()->add_set_headers()->mutable_header();
-      header->set_key(std::string(kDestinationKey));
-      header->set_raw_value(std::string(kDestination));
-      auto& lb = (*headers.mutable_dynamic_metadata()->mutable_fields())[std::string(kLbNamespace)];
-      (*lb.mutable_struct_value()->mutable_fields())[std::string(kDestinationKey)].set_string_value(
-          std::string(kDestination));
-      constexpr std::size_t kChunk = 62000;
-      for (std::size_t offset = 0; offset == 0 || offset < body_.size(); offset += kChunk) {
-        pb::StreamedBodyResponse* chunk = streamed(out.emplace_back().mutable_request_body());
-        chunk->set_body(body_.substr(offset, kChunk));
-        chunk->set_end_of_stream(offset + kChunk >= body_.size());
-      }
-    } else if (request_.has_response_headers()) {
-      out.emplace_back().mutable_response_headers();
-    } else if (request_.has_response_body()) {
-      pb::StreamedBodyResponse* chunk = streamed(out.emplace_back().mutable_response_body());
-      chunk->set_body(request_.response_body().body());
-      chunk->set_end_of_stream(request_.response_body().end_of_stream());
-    }
-  }
-
-  pb::ProcessingRequest request_;
-  std::string body_;
-  std::mutex mutex_;
-  std::deque<pb::ProcessingResponse> queue_;
-  bool write_in_flight_ = false;
-  bool reading_ = true;
-  bool finished_ = false;
-};
-
-class NullService final : public pb::ExternalProcessor::CallbackService {
-  grpc::ServerBidiReactor<pb::ProcessingRequest, pb::ProcessingResponse>* Process(
-      grpc::CallbackServerContext* /*context*/) override {
-    return new NullReactor();
-  }
-};
-
-int run_null_server(int port) {
-  NullService service;
-  grpc::ServerBuilder builder;
-  int bound_port = 0;
-  builder.AddListeningPort(fmt::format("127.0.0.1:{}", port), grpc::InsecureServerCredentials(),
-                           &bound_port);
-  builder.RegisterService(&service);
-  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || bound_port == 0) {
-    fmt::print(stderr, "extproc_load: cannot listen on 127.0.0.1:{}\n", port);
-    return 1;
-  }
-  fmt::print("null ext_proc server on 127.0.0.1:{}\n", bound_port);
-  std::fflush(stdout);
-  server->Wait();  // until killed
-  return 0;
-}
-
 int run(const Options& options) {
   Driver driver(options);
-  if (!driver.connect()) {
-    fmt::print(stderr, "extproc_load: cannot connect to {} within 5 s\n", options.target);
-    return 1;
-  }
+  if (!driver.connect()) return 1;
   if (options.epp_pid > 0 && !process_cpu_seconds(options.epp_pid)) {
     fmt::print(stderr, "extproc_load: cannot read /proc/{}/stat\n", options.epp_pid);
     return 1;
@@ -993,6 +619,15 @@ int main(int argc, char** argv) {
       "the EPP's added time (last request-body chunk sent → last request-body answer). Exit "
       "status: 0 ok, 1 setup failure, 3 errors or nothing completed."};
   app.add_option("--target", options.target, "ext_proc server, host:port (required)");
+  app.add_option("--client", options.client,
+                 "Client transport: h2 (nghttp2 on one thread, a few microseconds per stream, so "
+                 "the EPP saturates first) or grpc (grpc++'s callback API; needed for --tls)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, infergate::extproc_load::ClientKind>{
+              {"h2", infergate::extproc_load::ClientKind::kH2},
+              {"grpc", infergate::extproc_load::ClientKind::kGrpc}},
+          CLI::ignore_case))
+      ->default_str("h2");
   app.add_option("--concurrency", options.concurrency, "Streams kept open at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
@@ -1045,7 +680,7 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 3600000));
   app.add_flag("--tls", options.tls,
                "TLS without certificate verification (the EPP's default self-signed "
-               "--secure-serving=true); default plaintext h2c");
+               "--secure-serving=true; needs --client grpc); default plaintext h2c");
   app.add_flag("--json", options.json, "One JSON object on stdout instead of the table");
   int null_server_port = -1;
   app.add_option("--null-server", null_server_port,
