@@ -125,6 +125,9 @@ class RoutedRequest {
   // The upstream's response headers: `:status` (a non-2xx status counts the request as a
   // ModelServerError) and `content-type` (text/event-stream ⇒ streamed response).
   void on_response_headers(const Headers& headers);
+  // The same from a parsed response head: its status and its first Content-Type value (nullopt
+  // when there is none), for front ends that need not build Headers for it.
+  void on_response_head(int status, std::optional<std::string_view> content_type);
   // The endpoint the gateway reports it served the request from.
   void on_served_endpoint(std::string_view host_port) { served_endpoint_ = host_port; }
   const std::string& served_endpoint() const { return served_endpoint_; }

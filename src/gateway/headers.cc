@@ -3,6 +3,8 @@
 #include <array>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
+#include <cstdint>
+#include <utility>
 
 #include "common/text.h"
 #include "director/protocol.h"
@@ -12,13 +14,30 @@ namespace {
 
 namespace bhttp = boost::beast::http;
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+char lower_ascii(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+// A header name lower-cased, for the checks below, without allocating for usual names.
+class LowerName {
+ public:
+  explicit LowerName(std::string_view name) {
+    char* out = inline_;
+    if (name.size() > sizeof(inline_)) {
+      heap_.resize(name.size());
+      out = heap_.data();
+    }
+    for (std::size_t i = 0; i < name.size(); ++i) out[i] = lower_ascii(name[i]);
+    view_ = std::string_view(out, name.size());
   }
-  return out;
-}
+  LowerName(const LowerName&) = delete;
+  LowerName& operator=(const LowerName&) = delete;
+
+  std::string_view view() const { return view_; }
+
+ private:
+  char inline_[64];
+  std::string heap_;
+  std::string_view view_;
+};
 
 // Headers a client may not set: the gateway (or the picker) owns them.
 bool is_reserved_request_header(std::string_view lower_case_name) {
@@ -26,6 +45,16 @@ bool is_reserved_request_header(std::string_view lower_case_name) {
          lower_case_name == director::protocol::kServedKey ||
          lower_case_name == director::protocol::kSubsetKey ||
          lower_case_name == director::protocol::kTestSelectionHeader;
+}
+
+// Whether any of `fields` is a Connection field (the usual case when none: no field needs checking
+// against its tokens).
+template <typename Fields>
+bool has_connection_field(const Fields& fields) {
+  for (const auto& [name, value] : fields) {
+    if (boost::beast::iequals(name, "connection")) return true;
+  }
+  return false;
 }
 
 // Whether `lower_case_name` is one of the tokens of the Connection header values in `fields`.
@@ -78,21 +107,32 @@ namespace {
 director::Headers request_headers(const http::Request& request, bool for_epp) {
   director::Headers headers;
   headers.reserve(static_cast<std::size_t>(std::distance(request.begin(), request.end())) + 4);
-  headers.emplace_back(":method", std::string(request.method_string()));
-  headers.emplace_back(":path", std::string(request.target()));
+  headers.emplace_back(":method", std::string_view(request.method_string()));
+  headers.emplace_back(":path", std::string_view(request.target()));
   if (auto host = request.find(bhttp::field::host); host != request.end()) {
-    headers.emplace_back(":authority", std::string(host->value()));
+    headers.emplace_back(":authority", std::string_view(host->value()));
   }
   if (for_epp) headers.emplace_back(":scheme", "http");
   for (const auto& field : request) {
-    std::string name = lower(field.name_string());
-    if (is_reserved_request_header(name) &&
-        !(for_epp && name == director::protocol::kTestSelectionHeader)) {
+    const LowerName name(field.name_string());
+    if (is_reserved_request_header(name.view()) &&
+        !(for_epp && name.view() == director::protocol::kTestSelectionHeader)) {
       continue;
     }
-    headers.emplace_back(std::move(name), std::string(field.value()));
+    headers.emplace_back(name.view(), std::string_view(field.value()));
   }
   return headers;
+}
+
+// Whether an upstream response field called `lower_case_name` goes back to the client.
+template <typename Fields>
+bool is_relayed_response_field(std::string_view lower_case_name, const Fields& fields,
+                               bool connection_present) {
+  return !(is_hop_by_hop(lower_case_name) || lower_case_name == "content-length" ||
+           lower_case_name == "content-type" || lower_case_name == "server" ||
+           director::protocol::is_control_header(lower_case_name) ||
+           is_reserved_request_header(lower_case_name) ||
+           (connection_present && named_by_connection(fields, lower_case_name)));
 }
 
 }  // namespace
@@ -133,38 +173,61 @@ void set_director_header(director::Headers& headers, std::string_view lower_case
 
 void copy_forwarded_headers(const http::Request& client, http::Request& upstream) {
   const RequestFieldView view{client};
+  const bool connection_present = client.find(bhttp::field::connection) != client.end();
   for (const auto& field : client) {
-    const std::string name = lower(field.name_string());
+    const LowerName lower_name(field.name_string());
+    const std::string_view name = lower_name.view();
     if (is_hop_by_hop(name) || is_reserved_request_header(name) ||
         director::protocol::is_control_header(name) || name == "host" || name == "expect" ||
-        named_by_connection(view, name)) {
+        (connection_present && named_by_connection(view, name))) {
       continue;
     }
-    upstream.insert(field.name_string(), field.value());
+    upstream.insert(field.name(), field.name_string(), field.value());
   }
 }
 
 http::Headers relayed_response_headers(const http::Headers& upstream) {
+  const bool connection_present = has_connection_field(upstream);
   http::Headers relayed;
   relayed.reserve(upstream.size());
   for (const auto& [name, value] : upstream) {
-    const std::string lower_name = lower(name);
-    if (is_hop_by_hop(lower_name) || lower_name == "content-length" ||
-        lower_name == "content-type" || lower_name == "server" ||
-        director::protocol::is_control_header(lower_name) ||
-        is_reserved_request_header(lower_name) || named_by_connection(upstream, lower_name)) {
-      continue;
+    if (is_relayed_response_field(LowerName(name).view(), upstream, connection_present)) {
+      relayed.emplace_back(name, value);
     }
-    relayed.emplace_back(name, value);
   }
   return relayed;
+}
+
+http::Headers relayed_response_headers(http::Headers&& upstream) {
+  // Which fields stay is decided on the fields as received (Connection names others), then the
+  // kept ones are moved forward in place.
+  constexpr std::size_t kMaxMarked = 64;
+  if (upstream.size() > kMaxMarked) return relayed_response_headers(std::as_const(upstream));
+  const bool connection_present = has_connection_field(upstream);
+  std::uint64_t kept = 0;
+  for (std::size_t i = 0; i < upstream.size(); ++i) {
+    if (is_relayed_response_field(LowerName(upstream[i].first).view(), upstream,
+                                  connection_present)) {
+      kept |= std::uint64_t{1} << i;
+    }
+  }
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < upstream.size(); ++i) {
+    if ((kept >> i & 1) == 0) continue;
+    if (out != i) upstream[out] = std::move(upstream[i]);
+    ++out;
+  }
+  upstream.resize(out);
+  return std::move(upstream);
 }
 
 director::Headers director_response_headers(const http::ResponseHead& head) {
   director::Headers headers;
   headers.reserve(head.headers.size() + 1);
   headers.emplace_back(":status", std::to_string(head.status));
-  for (const auto& [name, value] : head.headers) headers.emplace_back(lower(name), value);
+  for (const auto& [name, value] : head.headers) {
+    headers.emplace_back(LowerName(name).view(), value);
+  }
   return headers;
 }
 

@@ -65,8 +65,10 @@ void set_director_header(director::Headers& headers, std::string_view lower_case
 // their spelling and order.
 void copy_forwarded_headers(const http::Request& client, http::Request& upstream);
 
-// The upstream response header fields to relay to the client (see above), spelling kept.
+// The upstream response header fields to relay to the client (see above), spelling kept. The
+// second form reuses the fields' storage (`upstream` is left unspecified).
 http::Headers relayed_response_headers(const http::Headers& upstream);
+http::Headers relayed_response_headers(http::Headers&& upstream);
 
 // The response head as the director reads it: ":status", then every field lower-cased.
 director::Headers director_response_headers(const http::ResponseHead& head);

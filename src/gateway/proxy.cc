@@ -373,8 +373,8 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
       upstream.set(std::string(director::protocol::kRequestIdHeader), from.request_id());
     }
     if (has_body) upstream.body() = from.take_body();
-    upstream.keep_alive(true);
-    upstream.prepare_payload();
+    // Neither Connection nor Content-Length is copied: HTTP/1.1 keeps the connection open by
+    // default, and the client connection writes Content-Length from the body.
     return upstream;
   };
   http::Request prototype = build_upstream_request(routed);
@@ -464,13 +464,15 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
   if (plan.attempted().size() > 1) metrics_.count_error("all_attempts_failed");
   if (kept_response) {
     // The model server's own error, relayed as it was sent.
-    const http::ResponseHead& head = kept_response->head;
-    routed.on_response_headers(director_response_headers(head));
+    http::ResponseHead& head = kept_response->head;
+    const std::optional<std::string_view> upstream_type =
+        http::find_header(head.headers, "content-type");
+    routed.on_response_head(static_cast<int>(head.status), upstream_type);
     routed.on_served_endpoint(kept_response->endpoint);
     std::string body;
     routed.on_response_body(kept_response->body, true, body);
-    const std::string content_type(http::find_header(head.headers, "content-type").value_or(""));
-    http::Headers extra = relayed_response_headers(head.headers);
+    const std::string content_type(upstream_type.value_or(""));
+    http::Headers extra = relayed_response_headers(std::move(head.headers));
     state.record.status = head.status;
     state.record.endpoint = kept_response->endpoint;
     co_await writer.send(head.status, content_type, std::move(body), std::move(extra));
@@ -515,13 +517,16 @@ asio::awaitable<void> Proxy::relay(RequestState& state, http::ResponseWriter& wr
                                    director::RoutedRequest& routed, UpstreamExchange& exchange,
                                    UpstreamCancel& cancel, const UpstreamEndpoint& endpoint) {
   const http::ResponseHead& head = exchange.head;
-  routed.on_response_headers(director_response_headers(head));
+  const std::optional<std::string_view> upstream_type =
+      http::find_header(head.headers, "content-type");
+  routed.on_response_head(static_cast<int>(head.status), upstream_type);
   routed.on_served_endpoint(endpoint.host_port);
   state.record.endpoint = endpoint.host_port;
   state.record.status = head.status;
   state.record.error.clear();
-  const std::string content_type(http::find_header(head.headers, "content-type").value_or(""));
-  http::Headers extra = relayed_response_headers(head.headers);
+  const std::string content_type(upstream_type.value_or(""));
+  // The head's fields are not needed past this point: the relayed ones are moved, not copied.
+  http::Headers extra = relayed_response_headers(std::move(exchange.head.headers));
   if (options_.emit_endpoint_scores) {
     extra.emplace_back(std::string(director::protocol::kScoresKey), routed.endpoint_scores());
     extra.emplace_back(std::string(kServedHeader), endpoint.host_port);

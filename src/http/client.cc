@@ -14,9 +14,11 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
+#include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/write.hpp>
 #include <optional>
 #include <utility>
@@ -78,6 +80,109 @@ Status exchange_error(std::string_view action, std::string_view peer, const erro
   return Status(502, fmt::format("{} {}: {}", action, peer, ec.message()));
 }
 
+// Parses a response straight into a ResponseHead and a body string, instead of Beast's
+// basic_fields (which a ResponseHead would then copy). The fields keep Beast's order: a field
+// whose name (case-insensitive) came before is placed after the last field of that name, and
+// values are trimmed as Beast stores them. `chunked` and the Connection field used by keep-alive
+// follow Beast's message rules (the first such field). One parser per response.
+class ResponseParser final : public bhttp::basic_parser<false> {
+ public:
+  ResponseParser() { head_.headers.reserve(kReservedFields); }
+
+  ResponseHead& head() { return head_; }
+  // What the header says of keep-alive (Beast's message::keep_alive: the first Connection field).
+  bool header_keep_alive() const {
+    if (version_ < 11) {
+      return connection_field_ != kNoField &&
+             bhttp::token_list{head_.headers[connection_field_].second}.exists("keep-alive");
+    }
+    return connection_field_ == kNoField ||
+           !bhttp::token_list{head_.headers[connection_field_].second}.exists("close");
+  }
+  // The body bytes parsed so far (the caller may take or clear them between reads).
+  std::string& body() { return body_; }
+
+ private:
+  static constexpr std::size_t kReservedFields = 8;
+  static constexpr std::size_t kNoField = static_cast<std::size_t>(-1);
+
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int version, error_code&) override {
+    head_.status = static_cast<unsigned>(code);
+    version_ = static_cast<unsigned>(version);
+  }
+  void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
+                     error_code&) override {
+    const std::string_view trimmed = wire::trim_value(value);
+    Headers& headers = head_.headers;
+    // Beast keeps fields of one name together: after the last earlier field of that name.
+    std::size_t position = headers.size();
+    bool first_of_name = true;
+    for (std::size_t i = headers.size(); i-- > 0;) {
+      if (beast::iequals(headers[i].first, name_string)) {
+        position = i + 1;
+        first_of_name = false;
+        break;
+      }
+    }
+    if (position == headers.size()) {
+      headers.emplace_back(std::string(name_string), std::string(trimmed));
+    } else {
+      headers.emplace(headers.begin() + static_cast<std::ptrdiff_t>(position),
+                      std::string(name_string), std::string(trimmed));
+      if (connection_field_ != kNoField && connection_field_ >= position) ++connection_field_;
+    }
+    if (!first_of_name) return;
+    if (name == bhttp::field::connection) {
+      connection_field_ = position;
+    } else if (name == bhttp::field::transfer_encoding) {
+      head_.chunked = last_coding_is_chunked(trimmed);
+    }
+  }
+  void on_header_impl(error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                         error_code& ec) override {
+    if (content_length) {
+      if (*content_length > body_.max_size()) {
+        ec = bhttp::error::buffer_overflow;
+        return;
+      }
+      body_.reserve(static_cast<std::size_t>(*content_length));
+    }
+  }
+  std::size_t on_body_impl(beast::string_view data, error_code& ec) override {
+    return append(data, ec);
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view data, error_code& ec) override {
+    return append(data, ec);
+  }
+  void on_finish_impl(error_code&) override {}
+
+  std::size_t append(beast::string_view data, error_code& ec) {
+    if (data.size() > body_.max_size() - body_.size()) {
+      ec = bhttp::error::buffer_overflow;
+      return 0;
+    }
+    body_.append(data.data(), data.size());
+    return data.size();
+  }
+
+  // Beast's message::chunked: the last transfer coding is "chunked".
+  static bool last_coding_is_chunked(std::string_view value) {
+    const bhttp::token_list codings{value};
+    bool chunked = false;
+    for (const auto& coding : codings) chunked = beast::iequals(coding, "chunked");
+    return chunked;
+  }
+
+  ResponseHead head_;
+  std::string body_;
+  unsigned version_ = 11;
+  std::size_t connection_field_ = kNoField;  // index of the first Connection field in head_
+};
+
 }  // namespace
 
 struct ClientConnection::Impl {
@@ -100,7 +205,7 @@ struct ClientConnection::Impl {
   wire::Deadline deadline;
   beast::flat_buffer buffer;
   std::string head_buffer;  // the request head being sent, reused
-  std::optional<bhttp::response_parser<bhttp::string_body>> parser;
+  std::optional<ResponseParser> parser;
   std::uint64_t body_limit = kDefaultBodyLimitBytes;
   std::string host;
   std::uint16_t port = 0;
@@ -247,31 +352,25 @@ struct ClientConnection::Impl {
         close();
         co_return exchange_error("read response from", peer(), ec, timeout);
       }
-      const unsigned status = parser->get().result_int();
+      const unsigned status = parser->head().status;
       if (status < 100 || status >= 200 || status == 101) {
         break;
       }
       // An interim response (e.g. 100 Continue): the final one follows.
     }
     deadline.clear();
-    const auto& message = parser->get();
-    ResponseHead head;
-    head.status = message.result_int();
+    ResponseHead& head = parser->head();
     // The parser's flags tell without parsing Connection again, except for a body that ends with
     // the connection (the parser then always says no; the header may say otherwise).
-    head.keep_alive = parser->need_eof() ? message.keep_alive() : parser->keep_alive();
-    head.chunked = message.chunked();
+    head.keep_alive = parser->need_eof() ? parser->header_keep_alive() : parser->keep_alive();
     if (auto length = parser->content_length()) {
       head.content_length = *length;
     }
-    head.headers.reserve(static_cast<std::size_t>(std::distance(message.begin(), message.end())));
-    for (const auto& field : message) {
-      head.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    }
+    ResponseHead result = std::move(head);
     if (parser->is_done()) {
       finish_response();
     }
-    co_return head;
+    co_return result;
   }
 
   asio::awaitable<Result<std::size_t>> read_body(std::string& out, Deadline timeout) {
@@ -301,7 +400,7 @@ struct ClientConnection::Impl {
         close();
         co_return exchange_error("read response body from", peer(), ec, timeout);
       }
-      std::string& body = parser->get().body();
+      std::string& body = parser->body();
       const std::size_t appended = body.size();
       if (out.empty()) {
         out.swap(body);  // the common case: no copy

@@ -22,7 +22,8 @@ namespace beast = boost::beast;
 // ServerOptions::body_limit_bytes).
 using Request = beast::http::request<beast::http::string_body>;
 
-// Header fields in wire order; names keep the sender's spelling and compare case-insensitively.
+// Header fields in wire order (a received response keeps Beast's order: a repeated field follows
+// the earlier ones of its name); names keep the sender's spelling and compare case-insensitively.
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
 // The status line and header of a response, as read by ClientConnection::read_response_head.

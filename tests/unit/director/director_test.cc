@@ -355,6 +355,29 @@ TEST_F(DirectorTest, UpstreamErrorsCountAsModelServerErrors) {
   EXPECT_EQ(store_.snapshot()->endpoints[0].state->inflight_requests.load(), 0);
 }
 
+TEST_F(DirectorTest, AParsedResponseHeadActsAsItsHeaders) {
+  make_director({{"10.0.0.1", 8000}});
+  auto streamed = route(kChatBody);
+  ASSERT_TRUE(streamed.ok());
+  // An event stream although the request did not ask for one: its usage is read from the events.
+  streamed->on_response_head(200, "text/event-stream; charset=utf-8");
+  std::string out;
+  streamed->on_response_body(
+      "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n", true,
+      out);
+  ASSERT_TRUE(streamed->usage().has_value());
+  EXPECT_EQ(streamed->usage()->total_tokens, 7);
+
+  auto failed = route(kChatBody);
+  ASSERT_TRUE(failed.ok());
+  failed->on_response_head(503, std::nullopt);
+  failed->on_response_body("busy", true, out);
+  EXPECT_NE(metrics_text().find("{error_code=\"ModelServerError\",model_name=\"llama\",target_"
+                                "model_name=\"llama\"} 1.0"),
+            std::string::npos)
+      << metrics_text();
+}
+
 TEST_F(DirectorTest, BodylessRequestsGoToARandomCandidate) {
   make_director({{"10.0.0.1", 8000}, {"10.0.0.2", 8000}, {"10.0.0.3", 8000}});
   std::set<std::string> seen;

@@ -159,6 +159,22 @@ TEST(RelayedResponseHeaders, DropsFramingHopByHopServerAndControlHeaders) {
       {"x-request-id", "abc"},
   };
   EXPECT_EQ(relayed_response_headers(upstream), expected);
+  http::Headers moved = upstream;
+  EXPECT_EQ(relayed_response_headers(std::move(moved)), expected);
+}
+
+TEST(RelayedResponseHeaders, InPlaceFormWithManyFieldsAndConnectionTokens) {
+  http::Headers upstream = {{"Connection", "keep-alive, X-Drop"}, {"Content-Type", "text/plain"}};
+  for (int i = 0; i < 70; ++i) {
+    upstream.emplace_back("X-Field-" + std::to_string(i), std::to_string(i));
+    if (i % 10 == 0) upstream.emplace_back("x-drop", "1");
+  }
+  const http::Headers expected = relayed_response_headers(upstream);
+  EXPECT_EQ(expected.size(), 70u);
+  http::Headers small(upstream.begin(), upstream.begin() + 12);
+  const http::Headers small_expected = relayed_response_headers(small);
+  EXPECT_EQ(relayed_response_headers(std::move(small)), small_expected);
+  EXPECT_EQ(relayed_response_headers(std::move(upstream)), expected);
 }
 
 TEST(ForwardedHeaders, LongAndUpperCaseNames) {

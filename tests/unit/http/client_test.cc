@@ -7,7 +7,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "http/server.h"
 #include "http_test_util.h"
@@ -198,6 +201,91 @@ TEST(HttpClientTest, CloseDelimitedBodyEndsAtEof) {
         CO_ASSERT_TRUE(again.ok());
         EXPECT_EQ(*again, 0u);
       });
+}
+
+// The head as Beast's message held it: fields of one name together (after the first of that
+// name), values trimmed, chunked from the first Transfer-Encoding, and keep-alive from the first
+// Connection field when the body ends with the connection.
+struct HeadCase {
+  std::string description;
+  std::string reply;
+  Headers headers;
+  bool chunked;
+  bool keep_alive;
+  std::optional<std::uint64_t> content_length;
+  std::string body;
+};
+
+TEST(HttpClientTest, ResponseHeadKeepsBeastsFieldOrderAndFraming) {
+  const std::vector<HeadCase> cases = {
+      {"repeated fields grouped, values trimmed",
+       "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-A:  1 \r\nset-cookie: b=2\r\nContent-Length: 2\r\n"
+       "SET-COOKIE:\tc=3\r\nX-B: 2\r\n\r\nok",
+       {{"Set-Cookie", "a=1"},
+        {"set-cookie", "b=2"},
+        {"SET-COOKIE", "c=3"},
+        {"X-A", "1"},
+        {"Content-Length", "2"},
+        {"X-B", "2"}},
+       false,
+       true,
+       2,
+       "ok"},
+      {"chunked body",
+       "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+       {{"Transfer-Encoding", "gzip, chunked"}},
+       true,
+       true,
+       std::nullopt,
+       "ok"},
+      {"connection close",
+       "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+       {{"Connection", "close"}, {"Content-Length", "2"}},
+       false,
+       false,
+       2,
+       "ok"},
+      {"a body delimited by the close; the header says keep-alive",
+       "HTTP/1.0 200 OK\r\nX-A: 1\r\nConnection: keep-alive\r\nconnection: close\r\n\r\nuntil eof",
+       {{"X-A", "1"}, {"Connection", "keep-alive"}, {"connection", "close"}},
+       false,
+       true,
+       std::nullopt,
+       "until eof"},
+      {"a body delimited by the close, HTTP/1.1 without Connection",
+       "HTTP/1.1 200 OK\r\n\r\nuntil eof",
+       {},
+       false,
+       true,
+       std::nullopt,
+       "until eof"},
+  };
+  for (const HeadCase& test_case : cases) {
+    SCOPED_TRACE(test_case.description);
+    asio::io_context io;
+    ScriptedServer scripted(io);
+    run_both(io, scripted.serve_once(test_case.reply, true), [&]() -> asio::awaitable<void> {
+      ClientConnection connection(io.get_executor());
+      CO_ASSERT_TRUE((co_await connection.connect(kLoopback, scripted.port(), kTimeout)).is_ok());
+      CO_ASSERT_TRUE(
+          (co_await connection.send_request(make_request(bhttp::verb::get, "/"), kTimeout))
+              .is_ok());
+      auto head = co_await connection.read_response_head(kTimeout);
+      CO_ASSERT_TRUE(head.ok());
+      EXPECT_EQ(head->status, 200u);
+      EXPECT_EQ(head->headers, test_case.headers);
+      EXPECT_EQ(head->chunked, test_case.chunked);
+      EXPECT_EQ(head->keep_alive, test_case.keep_alive);
+      EXPECT_EQ(head->content_length, test_case.content_length);
+      std::string body;
+      while (true) {
+        auto read = co_await connection.read_body_some(body, kTimeout);
+        CO_ASSERT_TRUE(read.ok());
+        if (*read == 0) break;
+      }
+      EXPECT_EQ(body, test_case.body);
+    });
+  }
 }
 
 TEST(HttpClientTest, CallsOutOfOrderAre500) {
