@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -85,6 +86,134 @@ TEST(ParseResponseUsageTest, Errors) {
       EXPECT_GT(result.status().message().size(), expected.size());
     } else {
       EXPECT_EQ(result.status().message(), expected);
+    }
+  }
+}
+
+// Bodies that could mislead a reader looking for the usage object without scanning the whole
+// body: the usage found (the last top-level one wins) or the error.
+struct AdversarialCase {
+  std::string description;
+  std::string body;
+  std::optional<TokenUsage> expected;
+  std::string error_prefix;  // not empty: the body is an error with a message starting so
+};
+
+std::vector<AdversarialCase> adversarial_cases() {
+  const std::string kNotJson = "response body is not valid JSON: ";
+  const std::string kDeep = std::string(70, '[') + std::string(70, ']');
+  const std::string kVeryDeep = std::string(5000, '[') + std::string(5000, ']');
+  return {
+      {"a usage key inside the text, the real one last",
+       R"({"choices":[{"text":"\"usage\":{\"prompt_tokens\":99}"}],)"
+       R"("usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}})",
+       usage(1, 2, 3), ""},
+      {"a usage key inside the text only",
+       R"({"choices":[{"text":"\"usage\":{\"prompt_tokens\":99}"}]})", std::nullopt, ""},
+      {"usage first",
+       R"({"usage":{"prompt_tokens":4,"completion_tokens":1},"choices":[{"text":"x"}]})",
+       usage(4, 1, 5), ""},
+      {"nested usage keys before the top-level one",
+       R"({"choices":[{"usage":{"prompt_tokens":9}}],"usage":{"prompt_tokens":1}})", usage(1, 0, 1),
+       ""},
+      {"usage nested in usage",
+       R"({"usage":{"usage":{"prompt_tokens":5},"prompt_tokens":2,"x":[{"completion_tokens":7}]}})",
+       usage(2, 0, 2), ""},
+      {"escaped quotes around a usage key in the text",
+       R"({"text":"a \"usage\": {\"prompt_tokens\": 5} b","usage":{"prompt_tokens":3}})",
+       usage(3, 0, 3), ""},
+      {"a text ending with a backslash", R"({"text":"ends with \\","usage":{"prompt_tokens":4}})",
+       usage(4, 0, 4), ""},
+      {"escaped backslash then quote", R"({"text":"\\\"usage\\\":{}","usage":{"prompt_tokens":6}})",
+       usage(6, 0, 6), ""},
+      {"two usage keys: the last wins",
+       R"({"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}})", usage(2, 0, 2), ""},
+      {"an earlier usage with a bad key fails the body",
+       R"({"usage":{"\ud800":1},"usage":{"prompt_tokens":2}})", std::nullopt, kNotJson},
+      {"nesting deeper than the strict scan follows",
+       R"({"usage":{"prompt_tokens":1},"x":)" + kVeryDeep + "}", usage(1, 0, 1), ""},
+      {"a later null usage wins", R"({"usage":{"prompt_tokens":1},"usage":null})", std::nullopt,
+       ""},
+      {"a response object's usage when the top level's is null",
+       R"({"response":{"usage":{"input_tokens":5}},"usage":null})", usage(5, 0, 5), ""},
+      {"an escaped count key", R"({"usage":{"prompt\u005ftokens":7}})", usage(7, 0, 7), ""},
+      {"minus zero", R"({"usage":{"prompt_tokens":-0}})", usage(0, 0, 0), ""},
+      {"an exponent", R"({"usage":{"prompt_tokens":1e2}})", usage(0, 0, 0), ""},
+      {"a fraction", R"({"usage":{"prompt_tokens":1.0,"completion_tokens":2}})", usage(0, 2, 2),
+       ""},
+      {"beyond int64", R"({"usage":{"prompt_tokens":12345678901234567890}})", usage(0, 0, 0), ""},
+      {"18 digits", R"({"usage":{"prompt_tokens":999999999999999999}})",
+       usage(999999999999999999, 0, 999999999999999999), ""},
+      {"the largest int64", R"({"usage":{"prompt_tokens":9223372036854775807}})",
+       usage(INT64_MAX, 0, INT64_MAX), ""},
+      {"UTF-8 text",
+       "{\"text\":\"h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80\",\"usage\":{\"prompt_tokens\":8}}",
+       usage(8, 0, 8), ""},
+      {"invalid UTF-8 in the text", "{\"text\":\"\xff\",\"usage\":{\"prompt_tokens\":1}}",
+       std::nullopt, kNotJson},
+      {"an encoded surrogate in the text",
+       "{\"text\":\"\xed\xa0\x80\",\"usage\":{\"prompt_tokens\":1}}", std::nullopt, kNotJson},
+      {"a raw newline in the text", "{\"text\":\"a\nb\",\"usage\":{\"prompt_tokens\":1}}",
+       std::nullopt, kNotJson},
+      {"a NUL byte in the text", std::string("{\"text\":\"a\0b\",\"usage\":{}}", 25), std::nullopt,
+       kNotJson},
+      {"pretty-printed",
+       "{\n  \"usage\" : {\n    \"prompt_tokens\" : 10 ,\n    \"completion_tokens\":\t2\r\n  "
+       "}\n}\n",
+       usage(10, 2, 12), ""},
+      {"a bad literal that is skipped", R"({"choices":[tru],"usage":{"prompt_tokens":1}})",
+       usage(1, 0, 1), ""},
+      {"a missing comma in what is skipped", R"({"choices":[1 2],"usage":{"prompt_tokens":1}})",
+       usage(1, 0, 1), ""},
+      {"a bad escape in a value", R"({"a":"\q","usage":{"prompt_tokens":1}})", usage(1, 0, 1), ""},
+      {"a lone surrogate in a top-level key", R"({"\ud800":1,"usage":{"prompt_tokens":1}})",
+       std::nullopt, kNotJson},
+      {"a lone surrogate in a usage key", R"({"usage":{"prompt_tokens":1,"\ud800":2}})",
+       std::nullopt, kNotJson},
+      {"trailing space", "{\"usage\":{\"prompt_tokens\":1}} \n", usage(1, 0, 1), ""},
+      {"a trailing brace", R"({"usage":{"prompt_tokens":1}}})", std::nullopt, kNotJson},
+      {"a trailing comma", R"({"usage":{"prompt_tokens":1},})", std::nullopt, kNotJson},
+      {"a comma before the brace", R"({"usage":{"prompt_tokens":1,}})", std::nullopt, kNotJson},
+      {"not an object", R"("usage")", std::nullopt, "response body must be a JSON object"},
+      {"empty usage", R"({"usage":{}})", usage(0, 0, 0), ""},
+      {"usage as an array", R"({"usage":[{"prompt_tokens":1}]})", std::nullopt, ""},
+      {"details of every spelling and shape",
+       R"({"usage":{"prompt_tokens_details":{"cached_tokens":3},)"
+       R"("input_tokens_details":{"cached_tokens":"x"},"prompt_token_details":[1]}})",
+       usage(0, 0, 0, 3), ""},
+      {"repeated and invalid counts",
+       R"({"usage":{"prompt_tokens":5,"prompt_tokens":"x","input_tokens":-1,"total_tokens":null}})",
+       usage(5, 0, 5), ""},
+      {"both spellings: the last valid one wins",
+       R"({"usage":{"prompt_tokens":5,"input_tokens":6,"output_tokens":1,"completion_tokens":2,)"
+       R"("total_tokens":1}})",
+       usage(6, 2, 1), ""},
+      {"deep nesting beside the usage", R"({"usage":{"prompt_tokens":1},"x":)" + kDeep + "}",
+       usage(1, 0, 1), ""},
+      {"every kind of value beside the usage",
+       R"({"usage":{"prompt_tokens":1},"a":true,"b":false,"c":null,"d":-1.5e+3,"e":0.25,"f":[],)"
+       R"("g":{}})",
+       usage(1, 0, 1), ""},
+      {"a bad number after the usage", R"({"usage":{"prompt_tokens":1},"a":.5})", usage(1, 0, 1),
+       ""},
+      {"an unclosed string after the usage", R"({"usage":{"prompt_tokens":1},"a":"x})",
+       std::nullopt, kNotJson},
+      {"truncated in the usage", R"({"usage":{"prompt_tokens":1})", std::nullopt, kNotJson},
+      {"truncated in a key", R"({"usage":{"prompt_tokens)", std::nullopt, kNotJson},
+  };
+}
+
+TEST(ParseResponseUsageTest, AdversarialBodies) {
+  for (const AdversarialCase& test_case : adversarial_cases()) {
+    SCOPED_TRACE(test_case.description);
+    const Result<std::optional<TokenUsage>> result = parse_response_usage(test_case.body);
+    if (test_case.error_prefix.empty()) {
+      ASSERT_TRUE(result.ok()) << result.status().message();
+      EXPECT_EQ(*result, test_case.expected);
+    } else {
+      ASSERT_FALSE(result.ok());
+      EXPECT_TRUE(result.status().message().starts_with(test_case.error_prefix))
+          << result.status().message();
     }
   }
 }
