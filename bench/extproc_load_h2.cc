@@ -2,8 +2,9 @@
 // and Boost.Asio's sockets, every connection and stream on one thread (extproc_load.cc explains
 // the tool). It exists because grpc++'s client costs more per stream than the EPP it measures: on
 // two cores the load generator's core saturated first and the EPP idled part of the time. This
-// one spends a few microseconds per stream: the Exchange's protobuf messages are serialized into
-// one send buffer per stream, answers are parsed as they arrive.
+// one costs a little less per stream than the EPP (~15 us per 2 KB stream on the development
+// machine, the EPP ~17 us): the Exchange's protobuf messages are serialized into one send buffer
+// per stream, answers are parsed as they arrive, and one write carries every stream's bytes.
 //
 // Per stream: HEADERS (POST /envoy.service.ext_proc.v3.ExternalProcessor/Process), then DATA with
 // the length-prefixed messages in the Exchange's order, END_STREAM once the response body's last
