@@ -125,7 +125,6 @@ class Exchange {
   SteadyTime::duration response_delay() const;
 
   Step on_answer(const pb::ProcessingResponse& answer);
-  bool done() const { return phase_ == Phase::kDone; }
   const std::string& error() const { return error_; }
   // When the request body's end_of_stream answer arrived (ns since the driver's origin).
   std::int64_t added_end_ns() const { return added_end_ns_; }
