@@ -3,16 +3,12 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "common/clock.h"
+
 namespace infergate::gateway {
 namespace {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
-
-std::chrono::milliseconds remaining(SteadyTime deadline) {
-  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-  return std::max(left, std::chrono::milliseconds(1));
-}
 
 thread_local std::size_t this_thread_shard = 0;
 
@@ -75,7 +71,7 @@ std::unique_ptr<http::ClientConnection> UpstreamPool::take_idle(std::size_t shar
   auto it = idle_map.find(host_port);
   if (it == idle_map.end()) return nullptr;
   std::vector<Idle>& idle = it->second;
-  const SteadyTime now = std::chrono::steady_clock::now();
+  const SteadyTime now = coarse_steady_now();  // idle ages are seconds
   // The oldest are at the front: drop those past their age first.
   const auto young = std::find_if(idle.begin(), idle.end(), [&](const Idle& entry) {
     return now - entry.since < options_.max_idle_age;
@@ -104,7 +100,7 @@ void UpstreamPool::release(std::size_t shard, const std::string& host_port,
     stats_.discarded.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  idle.push_back({std::move(connection), std::chrono::steady_clock::now()});
+  idle.push_back({std::move(connection), coarse_steady_now()});
 }
 
 void UpstreamPool::shutdown() {
@@ -155,22 +151,14 @@ UpstreamPool::start_exchange(std::size_t shard, const UpstreamEndpoint& endpoint
       co_return ExchangeFailure{AttemptFailure::kReset, Status(499, "client closed the request")};
     }
 
-    const SteadyTime deadline = std::chrono::steady_clock::now() + timeouts.first_byte;
     cancel.set_active(connection.get());
-    Status sent = co_await connection->send_request(request, timeouts.first_byte);
-    Status failure;
-    if (sent.is_ok()) {
-      Result<http::ResponseHead> head =
-          co_await connection->read_response_head(remaining(deadline));
-      if (head.ok()) {
-        cancel.set_active(nullptr);
-        co_return UpstreamExchange{std::move(*head), std::move(connection), reused};
-      }
-      failure = head.status();
-    } else {
-      failure = std::move(sent);
-    }
+    Result<http::ResponseHead> head =
+        co_await connection->exchange_head(request, timeouts.first_byte);
     cancel.set_active(nullptr);
+    if (head.ok()) {
+      co_return UpstreamExchange{std::move(*head), std::move(connection), reused};
+    }
+    Status failure = head.status();
     if (cancel.cancelled()) {
       co_return ExchangeFailure{AttemptFailure::kReset, Status(499, "client closed the request")};
     }

@@ -11,6 +11,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/read_size.hpp>
@@ -41,13 +42,22 @@ constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
 constexpr std::size_t kReadBufferBytes = 16 << 10;
 constexpr std::size_t kMaxReadBytes = 64 << 10;  // one read's limit, as Beast's
 
-// When a step must finish, and the budget to name in a timeout message.
+// When a step must finish, and the budget to name in a timeout message. A step that needs no
+// wait (the bytes are buffered already, or the socket takes a write at once) needs no deadline:
+// `lazy` ones read the clock only when a wait begins, `after` ones fix it now (one deadline
+// shared by several steps).
 struct Deadline {
-  SteadyTime at;
+  std::optional<SteadyTime> at;
   std::chrono::milliseconds budget;
 
   static Deadline after(std::chrono::milliseconds timeout) {
     return {std::chrono::steady_clock::now() + timeout, timeout};
+  }
+  static Deadline lazy(std::chrono::milliseconds timeout) { return {std::nullopt, timeout}; }
+  // The deadline, fixed by the first wait of a lazy one.
+  SteadyTime resolve() {
+    if (!at) at = std::chrono::steady_clock::now() + budget;
+    return *at;
   }
 };
 
@@ -284,9 +294,9 @@ struct ClientConnection::Impl {
           500, fmt::format("send request to {}: the previous response was not read", peer()));
     }
     head_request = request.method() == bhttp::verb::head;
-    deadline.expires_at(timeout.at);
     error_code ec;
     if (needs_beast_serializer(request)) {
+      deadline.expires_at(timeout.resolve());
       Request copy = request;
       if (copy.find(bhttp::field::host) == copy.end()) {
         const bool ipv6_literal = host.find(':') != std::string::npos;
@@ -301,8 +311,16 @@ struct ClientConnection::Impl {
       write_head(request);
       const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_buffer),
                                                       asio::buffer(request.body())};
-      auto [write_ec, bytes] = co_await asio::async_write(socket, buffers, kAsTuple);
-      ec = write_ec;
+      const std::size_t written = wire::write_now(socket, buffers, ec);
+      if (!ec && written < asio::buffer_size(buffers)) {
+        beast::buffers_suffix<std::array<asio::const_buffer, 2>> rest(buffers);
+        rest.consume(written);
+        deadline.expires_at(timeout.resolve());
+        auto [write_ec, bytes] = co_await asio::async_write(socket, rest, kAsTuple);
+        ec = write_ec;
+      } else if (!ec) {
+        co_await wire::yield(socket.get_executor());
+      }
     }
     ec = finished(ec);
     if (ec) {
@@ -319,7 +337,6 @@ struct ClientConnection::Impl {
       co_return Status(
           500, fmt::format("read response from {}: no request awaiting its response", peer()));
     }
-    deadline.expires_at(timeout.at);
     while (true) {
       parser.emplace();
       parser->body_limit(body_limit);
@@ -332,6 +349,7 @@ struct ClientConnection::Impl {
       while (!wire::parse_buffered(
                  *parser, buffer, [](const auto& p) { return p.is_header_done(); }, ec) &&
              !ec) {
+        deadline.expires_at(timeout.resolve());
         auto [read_ec, bytes] = co_await socket.async_read_some(
             buffer.prepare(beast::read_size(buffer, kMaxReadBytes)), kAsTuple);
         if (read_ec == asio::error::eof) {
@@ -381,7 +399,6 @@ struct ClientConnection::Impl {
     if (parser->is_done()) {
       co_return std::size_t{0};
     }
-    deadline.expires_at(timeout.at);
     while (true) {
       // Bytes already buffered (often the whole body, read with the head) are parsed without I/O.
       error_code ec;
@@ -393,6 +410,7 @@ struct ClientConnection::Impl {
         parsed = used > 0;
       }
       if (!ec && !parsed) {
+        deadline.expires_at(timeout.resolve());
         auto [read_ec, bytes] = co_await bhttp::async_read_some(socket, buffer, *parser, kAsTuple);
         ec = read_ec ? finished(read_ec) : read_ec;
       }
@@ -431,7 +449,7 @@ asio::awaitable<Status> ClientConnection::connect(std::string host, std::uint16_
   impl.close();
   impl.host = std::move(host);
   impl.port = port;
-  const Deadline deadline = Deadline::after(timeout);
+  Deadline deadline = Deadline::after(timeout);
 
   std::vector<tcp::endpoint> endpoints;
   error_code ec;
@@ -451,7 +469,7 @@ asio::awaitable<Status> ClientConnection::connect(std::string host, std::uint16_
     }
   }
 
-  impl.deadline.expires_at(deadline.at);
+  impl.deadline.expires_at(deadline.resolve());
   auto [ec_connect, endpoint] = co_await asio::async_connect(impl.socket, endpoints, kAsTuple);
   const error_code connect_ec = impl.finished(ec_connect);
   if (connect_ec == beast::error::timeout) {
@@ -464,22 +482,33 @@ asio::awaitable<Status> ClientConnection::connect(std::string host, std::uint16_
     co_return Status(503, fmt::format("connect to {}: {}", impl.peer(), connect_ec.message()));
   }
   impl.socket.set_option(tcp::no_delay(true), ec);
+  impl.socket.non_blocking(true, ec);  // requests are written synchronously as far as they go
   co_return Status::ok();
 }
 
 asio::awaitable<Status> ClientConnection::send_request(const Request& request,
                                                        std::chrono::milliseconds timeout) {
-  return impl_->send(request, Deadline::after(timeout));
+  return impl_->send(request, Deadline::lazy(timeout));
 }
 
 asio::awaitable<Result<ResponseHead>> ClientConnection::read_response_head(
     std::chrono::milliseconds timeout) {
-  return impl_->read_head(Deadline::after(timeout));
+  return impl_->read_head(Deadline::lazy(timeout));
+}
+
+asio::awaitable<Result<ResponseHead>> ClientConnection::exchange_head(
+    const Request& request, std::chrono::milliseconds timeout) {
+  Impl& impl = *impl_;
+  const Deadline deadline = Deadline::after(timeout);
+  if (Status sent = co_await impl.send(request, deadline); !sent.is_ok()) {
+    co_return sent;
+  }
+  co_return co_await impl.read_head(deadline);
 }
 
 asio::awaitable<Result<std::size_t>> ClientConnection::read_body_some(
     std::string& out, std::chrono::milliseconds timeout) {
-  return impl_->read_body(out, Deadline::after(timeout));
+  return impl_->read_body(out, Deadline::lazy(timeout));
 }
 
 asio::awaitable<Result<ClientResponse>> ClientConnection::request(

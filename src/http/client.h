@@ -51,6 +51,9 @@ class ClientConnection {
   // Skips interim (1xx) responses. A response that ends the connection (Connection: close) closes
   // this connection once its body is complete.
   asio::awaitable<Result<ResponseHead>> read_response_head(std::chrono::milliseconds timeout);
+  // send_request then read_response_head, both within the one `timeout`.
+  asio::awaitable<Result<ResponseHead>> exchange_head(const Request& request,
+                                                      std::chrono::milliseconds timeout);
   // Appends the body bytes that have arrived (waiting for at least one) to `out` and returns how
   // many; returns 0 once the body is complete. Chunked coding is removed.
   asio::awaitable<Result<std::size_t>> read_body_some(std::string& out,

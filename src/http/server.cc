@@ -16,6 +16,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/empty_body.hpp>
@@ -231,7 +232,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 asio::awaitable<void> Connection::serve() {
   error_code ignored;
   socket_.set_option(tcp::no_delay(true), ignored);
-  // The client watcher reads synchronously after a readiness wait; it must never block.
+  // The client watcher reads synchronously after a readiness wait, and responses are written
+  // synchronously as far as the socket takes them: neither may block.
   socket_.non_blocking(true, ignored);
 
   bool first_request = true;
@@ -266,6 +268,7 @@ asio::awaitable<void> Connection::serve() {
       keep_alive_ = false;
       http10_ = false;
       head_request_ = false;
+      response_state_ = ResponseState::kNone;
       if (co_await write_whole_response(static_cast<unsigned>(read_error_.http_status()),
                                         "application/json", read_error_.to_openai_json(), {})) {
         close_mode = CloseMode::kGraceful;
@@ -560,9 +563,19 @@ void Connection::write_head(unsigned status, std::string_view content_type,
 
 template <typename Buffers>
 asio::awaitable<bool> Connection::write_out(const Buffers& buffers) {
-  deadline_.expires_after(options_.write_timeout);
-  auto [ec, bytes] = co_await asio::async_write(socket_, buffers, kAsTuple);
-  deadline_.clear();
+  error_code ec;
+  const std::size_t written = wire::write_now(socket_, buffers, ec);
+  if (!ec && written < asio::buffer_size(buffers)) {
+    // The client reads slower than we write: the rest waits, bounded by the write timeout.
+    beast::buffers_suffix<Buffers> rest(buffers);
+    rest.consume(written);
+    deadline_.expires_after(options_.write_timeout);
+    auto [write_ec, bytes] = co_await asio::async_write(socket_, rest, kAsTuple);
+    deadline_.clear();
+    ec = write_ec;
+  } else if (!ec) {
+    co_await wire::yield(executor());
+  }
   if (ec) {
     mark_gone();
     co_return false;
@@ -573,6 +586,9 @@ asio::awaitable<bool> Connection::write_out(const Buffers& buffers) {
 asio::awaitable<bool> Connection::write_whole_response(unsigned status,
                                                        std::string_view content_type,
                                                        std::string body, Headers extra_headers) {
+  if (response_state_ != ResponseState::kNone || gone_) {
+    co_return false;  // a response went already, or nobody is left to read this one
+  }
   if (status < 100 || status > 999) {
     spdlog::error("http: invalid response status {}; sending 500", status);
     status = 500;
@@ -591,11 +607,8 @@ asio::awaitable<bool> Connection::write_whole_response(unsigned status,
 
 asio::awaitable<bool> Connection::send(unsigned status, std::string_view content_type,
                                        std::string body, Headers extra_headers) {
-  if (response_state_ != ResponseState::kNone || gone_) {
-    co_return false;
-  }
-  co_return co_await write_whole_response(status, content_type, std::move(body),
-                                          std::move(extra_headers));
+  // Not a coroutine itself: write_whole_response's frame is the only one.
+  return write_whole_response(status, content_type, std::move(body), std::move(extra_headers));
 }
 
 asio::awaitable<bool> Connection::begin_stream(unsigned status, std::string_view content_type,

@@ -1,12 +1,17 @@
 #pragma once
 
 // Internal to the http module (server.cc, client.cc): parsing bytes already buffered without an
-// asynchronous read, writing HTTP/1.1 message heads straight into a reused buffer, and the
-// per-connection deadline that bounds socket operations. Not part of the module's interface.
+// asynchronous read, writing without an asynchronous write what the socket takes at once,
+// writing HTTP/1.1 message heads straight into a reused buffer, and the per-connection deadline
+// that bounds socket operations. Not part of the module's interface.
 
 #include <algorithm>
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <charconv>
@@ -40,6 +45,24 @@ bool parse_buffered(Parser& parser, boost::beast::flat_buffer& buffer, Done done
     if (ec || used == 0) return false;
   }
   return true;
+}
+
+// Writes what a socket in non-blocking mode takes at once: the bytes written (all of them when
+// the socket's send buffer has room, as it usually has for a message head and a small body).
+// Then the asynchronous write is needed only for the rest, if any: no wait, no timer and no round
+// trip through the scheduler otherwise. `ec` is set on an error, not when the socket is full.
+template <typename Socket, typename Buffers>
+std::size_t write_now(Socket& socket, const Buffers& buffers, boost::system::error_code& ec) {
+  const std::size_t written = socket.write_some(buffers, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) ec = {};
+  return written;
+}
+
+// Lets the other work queued on the executor run before the caller goes on. After a write that
+// went out at once the peer has not answered yet: reading at once would find nothing (a system
+// call for nothing, then the wait); reading after the others' turn often finds the answer.
+inline asio::awaitable<void> yield(const asio::any_io_executor& executor) {
+  return asio::post(executor, asio::use_awaitable);
 }
 
 // The value without leading and trailing blanks (SP, HTAB), as Beast stores header values.
