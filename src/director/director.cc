@@ -409,10 +409,10 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
       first_header(headers, protocol::kObjectiveHeader, protocol::kLlmdObjectiveHeader);
   routed.priority_ = static_cast<int>(policies->priority(objective, parsed->model));
 
-  const std::string priority_label = std::to_string(routed.priority_);
-  metrics_->request_total.with({routed.incoming_model_, routed.target_model_, priority_label})
-      .inc();
-  const ModelSeries& series = metrics_->model_series(routed.incoming_model_, routed.target_model_);
+  const DirectorMetrics::RequestSeries charged =
+      metrics_->request_series(routed.incoming_model_, routed.target_model_, routed.priority_);
+  charged.requests->inc();
+  const ModelSeries& series = *charged.series;
   series.request_sizes.observe(static_cast<double>(input.body.size()));
 
   if (auto id = find_header(headers, protocol::kRequestIdHeader); id && !id->empty()) {
@@ -483,10 +483,7 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
   const auto& targets = result->primary_result().targets;
   if (targets.empty()) return fail(Status::internal("the scheduler returned no endpoint"));
   const datastore::EndpointInfo& primary = *targets.front()->info;
-  metrics_->scheduler_attempts_total
-      .with({"success", routed.target_model_, primary.spec.pod_name, primary.spec.namespace_name,
-             std::to_string(primary.spec.port)})
-      .inc();
+  metrics_->attempt_success(routed.target_model_, primary).inc();
   setup_.scheduler->pre_request({request, snapshot, started, cycle}, *result);
   routed.destination_ = result->destination();
 

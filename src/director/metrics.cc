@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -53,6 +54,34 @@ std::size_t extension_point_index(std::string_view point) {
 }
 
 using Labels = std::vector<std::string>;
+
+std::atomic<std::uint64_t> next_metrics_id{1};
+
+// Per-thread caches of the series requests charge most often: a hit is a few compares, with no
+// lock, no hashing of label values and no key to build. Entries name their DirectorMetrics by id
+// (addresses are reused) and hold every label value they stand for (so an endpoint replaced by
+// another at the same address is no hit).
+struct RequestCacheEntry {
+  std::uint64_t owner = 0;
+  int priority = 0;
+  std::string model;
+  std::string target_model;
+  DirectorMetrics::RequestSeries found{};
+};
+struct AttemptCacheEntry {
+  std::uint64_t owner = 0;
+  const datastore::EndpointInfo* endpoint = nullptr;
+  std::uint16_t port = 0;
+  std::string target_model;
+  std::string pod_name;
+  std::string namespace_name;
+  prom::Counter* counter = nullptr;
+};
+constexpr std::size_t kRequestCacheEntries = 8;   // pairs in use at once (searched in order)
+constexpr std::size_t kAttemptCacheEntries = 64;  // endpoints (indexed by address)
+thread_local std::array<RequestCacheEntry, kRequestCacheEntries> request_cache;
+thread_local std::size_t request_cache_next = 0;  // the entry replaced next
+thread_local std::array<AttemptCacheEntry, kAttemptCacheEntries> attempt_cache;
 
 }  // namespace
 
@@ -125,7 +154,8 @@ DirectorMetrics::DirectorMetrics(prom::Registry& registry, const scheduling::Sch
           registry.counter("inference_extension_model_rewrite_decisions_total",
                            "Total number of model rewrite decisions.",
                            Labels{"model_rewrite_name", "model_name", "target_model"})),
-      scheduler_e2e(scheduler_e2e_duration_seconds.with({})) {
+      scheduler_e2e(scheduler_e2e_duration_seconds.with({})),
+      id_(next_metrics_id.fetch_add(1, std::memory_order_relaxed)) {
   // Every configured plugin gets its series for each extension point it can act at.
   for (const auto& plugin : setup.plugins) {
     std::array<prom::Histogram*, 5> series{};
@@ -247,6 +277,50 @@ const ModelSeries& DirectorMetrics::model_series(std::string_view model,
   // Another thread may have inserted the pair meanwhile: keep the first (the series are the same).
   auto [entry, inserted] = model_series_.try_emplace(key, std::move(series));
   return *entry->second;
+}
+
+DirectorMetrics::RequestSeries DirectorMetrics::request_series(std::string_view model,
+                                                               std::string_view target_model,
+                                                               int priority) const {
+  for (const RequestCacheEntry& entry : request_cache) {
+    if (entry.owner == id_ && entry.priority == priority && entry.model == model &&
+        entry.target_model == target_model) {
+      return entry.found;
+    }
+  }
+  const std::string priority_label = std::to_string(priority);
+  const RequestSeries found{&model_series(model, target_model),
+                            &request_total.with({model, target_model, priority_label})};
+  RequestCacheEntry& entry = request_cache[request_cache_next];
+  request_cache_next = (request_cache_next + 1) % kRequestCacheEntries;
+  entry.owner = id_;
+  entry.priority = priority;
+  entry.model.assign(model);
+  entry.target_model.assign(target_model);
+  entry.found = found;
+  return found;
+}
+
+prom::Counter& DirectorMetrics::attempt_success(std::string_view target_model,
+                                                const datastore::EndpointInfo& endpoint) const {
+  const datastore::EndpointSpec& spec = endpoint.spec;
+  AttemptCacheEntry& entry =
+      attempt_cache[(reinterpret_cast<std::uintptr_t>(&endpoint) >> 4) % kAttemptCacheEntries];
+  if (entry.owner == id_ && entry.endpoint == &endpoint && entry.port == spec.port &&
+      entry.target_model == target_model && entry.pod_name == spec.pod_name &&
+      entry.namespace_name == spec.namespace_name) {
+    return *entry.counter;
+  }
+  prom::Counter& counter = scheduler_attempts_total.with(
+      {"success", target_model, spec.pod_name, spec.namespace_name, std::to_string(spec.port)});
+  entry.owner = id_;
+  entry.endpoint = &endpoint;
+  entry.port = spec.port;
+  entry.target_model.assign(target_model);
+  entry.pod_name = spec.pod_name;
+  entry.namespace_name = spec.namespace_name;
+  entry.counter = &counter;
+  return counter;
 }
 
 }  // namespace infergate::director

@@ -6,7 +6,8 @@
 //
 // Threads: every method is safe from any thread. A request resolves the series of its (model,
 // target model) pair once (model_series: one shared lock on a cache, the family mutexes only the
-// first time a pair is seen); plugin histograms are resolved once at construction.
+// first time a pair is seen; request_series and attempt_success: a per-thread cache in front of
+// that, a few string compares on a hit); plugin histograms are resolved once at construction.
 
 #include <array>
 #include <memory>
@@ -70,7 +71,21 @@ struct DirectorMetrics final : scheduling::PluginObserver {
   // are cached as the families hold series for (clients choose the model names, as in GIE).
   const ModelSeries& model_series(std::string_view model, std::string_view target_model) const;
 
+  // What a routed request charges: its pair's series and request_total{model_name,
+  // target_model_name, priority}.
+  struct RequestSeries {
+    const ModelSeries* series;
+    prom::Counter* requests;
+  };
+  RequestSeries request_series(std::string_view model, std::string_view target_model,
+                               int priority) const;
+  // scheduler_attempts_total{status="success", target_model_name, pod_name, namespace, port}.
+  prom::Counter& attempt_success(std::string_view target_model,
+                                 const datastore::EndpointInfo& endpoint) const;
+
  private:
+  const std::uint64_t id_;  // names this instance in the per-thread caches (never reused)
+
   struct KeyHash {
     using is_transparent = void;
     std::size_t operator()(std::string_view key) const {

@@ -121,8 +121,9 @@ Proxy::Proxy(std::vector<ProxyPool> pools, std::shared_ptr<const RouteTable> rou
 }
 
 http::Handler Proxy::handler() {
-  return [this](http::Request& request, http::ResponseWriter& writer) -> asio::awaitable<void> {
-    co_await handle(request, writer);
+  // Not a coroutine itself: handle's frame is the only one.
+  return [this](http::Request& request, http::ResponseWriter& writer) {
+    return handle(request, writer);
   };
 }
 
@@ -166,7 +167,9 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
       co_await pick_through_epp(state, request, path, writer);
     } else {
       director::Headers headers = director_headers(request);
-      if (co_await choose_pool(state, request, path, headers, writer)) {
+      // One pool and no routes: nothing to choose (and no coroutine frame to choose it).
+      if (!routes_) state.pool = &pools_.front();
+      if (state.pool != nullptr || co_await choose_pool(state, request, path, headers, writer)) {
         co_await forward(state, request, writer, std::move(headers),
                          embedded_route(*state.pool, request, models));
       }

@@ -155,6 +155,8 @@ Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
   for (const auto& candidate : candidates) result.scored.push_back(candidate.endpoint);
   result.scores.assign(profile.scorers.size() * count, 0.0);
   result.totals.assign(count, 0.0);
+  result.scorer_names.reserve(profile.scorers.size());
+  result.weights.reserve(profile.scorers.size());
   for (std::size_t s = 0; s < profile.scorers.size(); ++s) {
     const WeightedScorer& weighted = profile.scorers[s];
     result.scorer_names.push_back(weighted.scorer->name());
@@ -176,6 +178,7 @@ Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
     return Status(429, fmt::format("picker '{}' of profile '{}' chose no endpoint",
                                    profile.picker->name(), profile.name));
   }
+  result.targets.reserve(chosen.size());
   for (std::size_t index : chosen) result.targets.push_back(candidates[index].endpoint);
   return result;
 }
