@@ -125,6 +125,51 @@ TEST_F(DirectorTest, RoutesToOneEndpointAndChargesItUntilFinished) {
   EXPECT_NE(text.find("inference_pool_ready_pods{name=\"pool\"} 3.0"), std::string::npos);
 }
 
+// The series a request charges are cached per thread: a second director (own registry) on the
+// same thread, and an endpoint replaced by another, still count in their own series.
+TEST_F(DirectorTest, CachedSeriesStayWithTheirDirectorAndEndpoint) {
+  make_director({{"10.0.0.1", 8000}});
+  ASSERT_TRUE(route(kChatBody).ok());
+  prom::Registry other_registry;
+  auto setup = scheduling::build_scheduler(api::default_endpoint_picker_config());
+  ASSERT_TRUE(setup.ok());
+  Director other(store_, std::move(*setup), nullptr, clock_, other_registry,
+                 {.pool_name = "other", .seed = 7});
+  const Headers headers{{":path", "/v1/chat/completions"}};
+  const std::optional<std::vector<std::string>> no_subset;
+  const auto other_routed =
+      other.route({.headers = headers, .body = kChatBody, .subset = no_subset});
+  ASSERT_TRUE(other_routed.ok());
+  ASSERT_TRUE(route(kChatBody).ok());
+  const std::string request_total =
+      "inference_objective_request_total{model_name=\"llama\",priority=\"0\","
+      "target_model_name=\"llama\"} ";
+  EXPECT_NE(metrics_text().find(request_total + "2.0"), std::string::npos) << metrics_text();
+  EXPECT_NE(other_registry.expose().find(request_total + "1.0"), std::string::npos);
+
+  // The same address under another pod name: a new scheduler_attempts_total series.
+  store_.set_endpoints({{.pod_name = "pod-renamed",
+                         .namespace_name = "default",
+                         .address = "10.0.0.1",
+                         .port = 8000}});
+  auto snapshot = store_.snapshot();
+  auto metrics = std::make_shared<datastore::EndpointMetrics>();
+  metrics->updated_at = clock_.now();
+  store_.update_metrics(*snapshot->endpoints[0].info, metrics);
+  ASSERT_TRUE(route(kChatBody).ok());
+  const std::string text = metrics_text();
+  EXPECT_NE(text.find("inference_extension_scheduler_attempts_total{namespace=\"default\","
+                      "pod_name=\"pod-0\",port=\"8000\",status=\"success\","
+                      "target_model_name=\"llama\"} 2.0"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("inference_extension_scheduler_attempts_total{namespace=\"default\","
+                      "pod_name=\"pod-renamed\",port=\"8000\",status=\"success\","
+                      "target_model_name=\"llama\"} 1.0"),
+            std::string::npos)
+      << text;
+}
+
 TEST_F(DirectorTest, DestructionReleasesTheCharge) {
   make_director({{"10.0.0.1", 8000}});
   {
