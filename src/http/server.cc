@@ -35,6 +35,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "http/wire.h"
 
@@ -134,10 +135,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
         options_(server_->options),
         socket_(std::move(socket)),
         // An expired deadline fails the operation in progress (a read, a write, the linger).
-        deadline_(socket_.get_executor(), [this] {
-          error_code ignored;
-          socket_.cancel(ignored);
-        }) {
+        deadline_(socket_.get_executor(),
+                  [this] {
+                    error_code ignored;
+                    socket_.cancel(ignored);
+                  }),
+        watch_delay_(socket_.get_executor(), [this] { start_watch(); }) {
     std::lock_guard lock(server_->connections_mutex);
     id_ = server_->next_connection_id++;
   }
@@ -188,8 +191,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> close(CloseMode mode);
   asio::awaitable<bool> write_whole_response(unsigned status, std::string_view content_type,
                                              std::string body, Headers extra_headers);
+  // Starts watching the client of the handler running now (once its watch delay has passed).
+  void start_watch();
   // While the handler of request `generation` runs: waits for the socket to become readable
-  // (a plain completion handler, not a coroutine: one per request is cheaper that way).
+  // (a plain completion handler, not a coroutine).
   void watch_client(std::uint64_t generation);
   void on_client_readable(const error_code& ec, std::uint64_t generation);
   bool watching(std::uint64_t generation) const {
@@ -211,7 +216,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ServerOptions& options_;
   std::uint64_t id_ = 0;
   tcp::socket socket_;
-  wire::Deadline deadline_;  // bounds the socket operation in progress
+  wire::Deadline deadline_;     // bounds the socket operation in progress
+  wire::Deadline watch_delay_;  // starts the client watch of a handler that runs long
   beast::flat_buffer buffer_;
   std::string head_;  // the response head being written, reused
   Phase phase_ = Phase::kWaiting;
@@ -226,6 +232,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool head_request_ = false;  // the response carries a header only
   ResponseState response_state_ = ResponseState::kNone;
   bool gone_ = false;
+  bool watch_started_ = false;  // for the running handler
   std::function<void()> gone_callback_;
 };
 
@@ -382,7 +389,14 @@ asio::awaitable<void> Connection::handle(Request& request, bool keep_alive) {
   response_state_ = ResponseState::kNone;
   ++generation_;
   handler_running_ = true;
-  watch_client(generation_);
+  watch_started_ = false;
+  if (options_.client_watch_delay.count() <= 0) {
+    start_watch();
+  } else {
+    // The watch timer's expiry moves with every request, but its wait is re-armed only when it
+    // fires: with back-to-back short requests, about once per delay, not once per request.
+    watch_delay_.expires_at(coarse_steady_now() + options_.client_watch_delay);
+  }
 
   ResponseWriter writer(this);
   std::string failure;
@@ -395,8 +409,11 @@ asio::awaitable<void> Connection::handle(Request& request, bool keep_alive) {
   }
   handler_running_ = false;
   gone_callback_ = nullptr;
-  error_code ignored;
-  socket_.cancel(ignored);  // ends the client watcher's wait
+  watch_delay_.clear();
+  if (watch_started_) {
+    error_code ignored;
+    socket_.cancel(ignored);  // ends the client watcher's wait
+  }
 
   if (!failure.empty()) {
     ++stats.handler_errors;
@@ -435,6 +452,15 @@ asio::awaitable<void> Connection::close(CloseMode mode) {
   }
   socket_.close(ignored);
   deadline_.cancel();
+  watch_delay_.cancel();
+}
+
+void Connection::start_watch() {
+  if (!handler_running_ || watch_started_ || gone_) {
+    return;
+  }
+  watch_started_ = true;
+  watch_client(generation_);
 }
 
 void Connection::watch_client(std::uint64_t generation) {

@@ -45,6 +45,10 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60000};
   // Time allowed for each response write; a client that stops reading is treated as gone.
   std::chrono::milliseconds write_timeout{30000};
+  // How long a handler runs before the server starts watching its client for a disconnect (0:
+  // from the start). Most requests are answered sooner, and a request not watched costs no
+  // system call (arming the watch costs one); a longer one is noticed this much later at worst.
+  std::chrono::milliseconds client_watch_delay{50};
   std::string server_name = "infergate";  // value of the Server header
   // Each connection on its own strand, so that an io_context may be run by several threads. Off
   // (only when every io_context the server listens from is run by exactly one thread): connections
@@ -110,8 +114,9 @@ class ResponseWriter {
 
   // Registers `callback`, fired at most once, on the connection's strand and never after the
   // handler has returned, when the peer closes or resets the connection while the handler runs.
-  // The server watches the socket for that while the handler runs, so a client that leaves while
-  // its request waits in a queue is noticed even though nothing is being written. Registering
+  // The server watches the socket for that once the handler has run for
+  // ServerOptions::client_watch_delay, so a client that leaves while its request waits in a
+  // queue is noticed even though nothing is being written. Registering
   // after the client is already gone fires the callback promptly. A later registration replaces
   // an earlier one. A client that half-closes (shuts down its sending side) counts as gone.
   void on_client_gone(std::function<void()> callback);

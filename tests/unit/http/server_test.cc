@@ -457,16 +457,25 @@ TEST_F(HttpServerTest, WriteErrorAloneRevealsGoneClient) {
   EXPECT_EQ(stats().client_disconnects, 1u);
 }
 
-TEST_F(HttpServerTest, ClientDisconnectWhileHandlerWaitsFiresCallback) {
+// A client that leaves while its handler waits (nothing written meanwhile) is noticed, whether
+// the watch starts after the default delay or at once.
+class ClientWatchTest : public HttpServerTest,
+                        public ::testing::WithParamInterface<std::chrono::milliseconds> {};
+
+TEST_P(ClientWatchTest, ClientDisconnectWhileHandlerWaitsFiresCallback) {
   Signal gone(io_.get_executor());
   Signal handler_started(io_.get_executor());
   bool handler_saw_gone = false;
-  start([&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
-    writer.on_client_gone([&] { gone.release(); });
-    handler_started.release();
-    co_await gone.acquire();  // e.g. queued behind other requests; nothing is written meanwhile
-    handler_saw_gone = writer.client_gone();
-  });
+  ServerOptions options;
+  options.client_watch_delay = GetParam();
+  start(
+      [&](Request&, ResponseWriter& writer) -> asio::awaitable<void> {
+        writer.on_client_gone([&] { gone.release(); });
+        handler_started.release();
+        co_await gone.acquire();  // e.g. queued behind other requests; nothing is written
+        handler_saw_gone = writer.client_gone();
+      },
+      options);
   run([&]() -> asio::awaitable<void> {
     ClientConnection connection(io_.get_executor());
     CO_ASSERT_TRUE((co_await connection.connect(std::string(kLoopback), port(), kTimeout)).is_ok());
@@ -481,6 +490,10 @@ TEST_F(HttpServerTest, ClientDisconnectWhileHandlerWaitsFiresCallback) {
   EXPECT_EQ(stats().client_disconnects, 1u);
   EXPECT_EQ(stats().handler_errors, 0u);  // returning without a response to a gone client is fine
 }
+
+INSTANTIATE_TEST_SUITE_P(WatchDelays, ClientWatchTest,
+                         ::testing::Values(ServerOptions{}.client_watch_delay,
+                                           std::chrono::milliseconds(0)));
 
 TEST_F(HttpServerTest, HandlerFailuresGet500AndServerSurvives) {
   start([](Request& request, ResponseWriter& writer) -> asio::awaitable<void> {
