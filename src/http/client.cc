@@ -6,6 +6,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -36,7 +37,9 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 
 namespace {
 
-constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+// Deferred operations are awaited in place (no coroutine frame per operation, as use_awaitable
+// makes); as_tuple: errors are values.
+constexpr auto kAsTuple = asio::as_tuple(asio::deferred);
 // Room for reading a response: Beast reads as much as the buffer has free (at least 512 bytes),
 // so a head and a small body usually arrive in one read.
 constexpr std::size_t kReadBufferBytes = 16 << 10;

@@ -8,6 +8,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -47,7 +48,9 @@ using boost::system::error_code;
 
 namespace {
 
-constexpr auto kAsTuple = asio::as_tuple(asio::use_awaitable);
+// Deferred operations are awaited in place (no coroutine frame per operation, as use_awaitable
+// makes); as_tuple: errors are values.
+constexpr auto kAsTuple = asio::as_tuple(asio::deferred);
 // Size of the read that waits for the first byte of the next request.
 constexpr std::size_t kFirstReadBytes = 16 << 10;
 // While a handler runs, bytes of a pipelined next request are buffered up to this size so that a

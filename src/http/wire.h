@@ -8,10 +8,10 @@
 #include <algorithm>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <charconv>
@@ -61,8 +61,8 @@ std::size_t write_now(Socket& socket, const Buffers& buffers, boost::system::err
 // Lets the other work queued on the executor run before the caller goes on. After a write that
 // went out at once the peer has not answered yet: reading at once would find nothing (a system
 // call for nothing, then the wait); reading after the others' turn often finds the answer.
-inline asio::awaitable<void> yield(const asio::any_io_executor& executor) {
-  return asio::post(executor, asio::use_awaitable);
+inline auto yield(const asio::any_io_executor& executor) {
+  return asio::post(executor, asio::deferred);
 }
 
 // The value without leading and trailing blanks (SP, HTAB), as Beast stores header values.
