@@ -41,8 +41,15 @@ class Status {
 template <typename T, typename E = Status>
 class Result {
  public:
-  Result(T value) : storage_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(E error) : storage_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
+  // By reference, not by value: a returned value is moved once, not twice.
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(const T& value) : storage_(std::in_place_index<0>, value) {}
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(T&& value) : storage_(std::in_place_index<0>, std::move(value)) {}
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(const E& error) : storage_(std::in_place_index<1>, error) {}
+  // NOLINTNEXTLINE(google-explicit-constructor)
+  Result(E&& error) : storage_(std::in_place_index<1>, std::move(error)) {}
 
   bool ok() const { return std::holds_alternative<T>(storage_); }
   explicit operator bool() const { return ok(); }

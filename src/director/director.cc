@@ -124,7 +124,36 @@ std::string error_body(const Status& status) {
 
 // --- RoutedRequest ---
 
-RoutedRequest::RoutedRequest(RoutedRequest&& other) noexcept { *this = std::move(other); }
+RoutedRequest::RoutedRequest(RoutedRequest&& other) noexcept
+    : director_(other.director_),
+      series_(other.series_),
+      request_id_(std::move(other.request_id_)),
+      request_id_generated_(other.request_id_generated_),
+      destination_(std::move(other.destination_)),
+      body_(std::move(other.body_)),
+      incoming_model_(std::move(other.incoming_model_)),
+      target_model_(std::move(other.target_model_)),
+      priority_(other.priority_),
+      streaming_(other.streaming_),
+      scheduling_(std::move(other.scheduling_)),
+      snapshot_(std::move(other.snapshot_)),
+      charged_(std::move(other.charged_)),
+      charged_tokens_(other.charged_tokens_),
+      started_(other.started_),
+      first_byte_(other.first_byte_),
+      request_bytes_(other.request_bytes_),
+      response_bytes_(other.response_bytes_),
+      response_status_(other.response_status_),
+      response_sse_(other.response_sse_),
+      served_endpoint_(std::move(other.served_endpoint_)),
+      restorer_(std::move(other.restorer_)),
+      sse_usage_(std::move(other.sse_usage_)),
+      buffered_(std::move(other.buffered_)),
+      buffer_holds_output_(other.buffer_holds_output_),
+      usage_(std::move(other.usage_)),
+      finished_(other.finished_) {
+  other.finished_ = true;  // the moved-from request owns no accounting
+}
 
 RoutedRequest& RoutedRequest::operator=(RoutedRequest&& other) noexcept {
   if (this == &other) return *this;
@@ -175,8 +204,8 @@ std::string RoutedRequest::endpoint_scores() const {
   for (std::size_t candidate : order) {
     nlohmann::ordered_json entry;
     entry["total"] = result.totals[candidate];
-    for (std::size_t s = 0; s < result.scorer_names.size(); ++s) {
-      entry[result.scorer_names[s]] = result.score(s, candidate);
+    for (std::size_t s = 0; s < result.scorers->names.size(); ++s) {
+      entry[result.scorers->names[s]] = result.score(s, candidate);
     }
     scores[result.scored[candidate]->info->host_port] = std::move(entry);
   }

@@ -359,7 +359,7 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
                          picker_error_reason(first_route.status()), true);
     co_return;
   }
-  director::RoutedRequest routed = std::move(*first_route);
+  director::RoutedRequest& routed = *first_route;  // re-routes move theirs in
   state.record.request_id = routed.request_id();
   state.record.model = routed.incoming_model();
   state.record.target_model = routed.target_model();

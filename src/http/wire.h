@@ -100,6 +100,7 @@ class HeadWriter {
   }
   // "HTTP/1.1" for version 11.
   HeadWriter& version(unsigned version) {
+    if (version == 11) return *this << "HTTP/1.1";
     *this << "HTTP/";
     decimal(version / 10) << '.';
     return decimal(version % 10);

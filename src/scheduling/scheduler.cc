@@ -15,6 +15,7 @@ struct Scratch {
   std::vector<Candidate> base;
   std::vector<Candidate> working;
   std::vector<std::size_t> chosen;
+  std::vector<std::string> done_profiles;
 };
 thread_local Scratch scratch;
 
@@ -54,7 +55,15 @@ std::string SchedulingResult::destination() const {
 
 Scheduler::Scheduler(std::shared_ptr<const ProfileHandler> handler, std::vector<Profile> profiles)
     : handler_(std::move(handler)), profiles_(std::move(profiles)) {
-  for (const auto& profile : profiles_) profile_names_.push_back(profile.name);
+  for (const auto& profile : profiles_) {
+    profile_names_.push_back(profile.name);
+    auto columns = std::make_shared<ScorerColumns>();
+    for (const WeightedScorer& weighted : profile.scorers) {
+      columns->names.emplace_back(weighted.scorer->name());
+      columns->weights.push_back(weighted.weight);
+    }
+    scorer_columns_.push_back(std::move(columns));
+  }
   auto note_hook = [this](const Plugin* plugin) {
     auto* hook = dynamic_cast<const PreRequestHook*>(plugin);
     if (hook && std::find(pre_request_hooks_.begin(), pre_request_hooks_.end(), hook) ==
@@ -104,7 +113,8 @@ Result<SchedulingResult> Scheduler::schedule(const SchedulingRequest& request,
 
   const SchedulingContext context{request, snapshot, now, state};
   SchedulingResult result;
-  std::vector<std::string> done;
+  std::vector<std::string>& done = scratch.done_profiles;
+  done.clear();
   while (true) {
     std::vector<std::string> next;
     timed(state, *handler_, "ProfilePicker",
@@ -155,12 +165,9 @@ Result<ProfileResult> Scheduler::run_profile(const Profile& profile,
   for (const auto& candidate : candidates) result.scored.push_back(candidate.endpoint);
   result.scores.assign(profile.scorers.size() * count, 0.0);
   result.totals.assign(count, 0.0);
-  result.scorer_names.reserve(profile.scorers.size());
-  result.weights.reserve(profile.scorers.size());
+  result.scorers = scorer_columns_[static_cast<std::size_t>(&profile - profiles_.data())];
   for (std::size_t s = 0; s < profile.scorers.size(); ++s) {
     const WeightedScorer& weighted = profile.scorers[s];
-    result.scorer_names.push_back(weighted.scorer->name());
-    result.weights.push_back(weighted.weight);
     std::span<double> scores(result.scores.data() + s * count, count);
     timed(context.state, *weighted.scorer, "Scorer",
           [&] { weighted.scorer->score(context, candidates, scores); });

@@ -21,6 +21,13 @@ struct Profile {
   std::shared_ptr<const Picker> picker;
 };
 
+// A profile's scorers by name and weight, in scoring order: made once per profile and shared by
+// all its results.
+struct ScorerColumns {
+  std::vector<std::string> names;
+  std::vector<double> weights;
+};
+
 // What one profile decided, and why.
 struct ProfileResult {
   std::string profile;
@@ -28,8 +35,7 @@ struct ProfileResult {
   // Explainability: the candidates that reached the scorers, each scorer's clamped score for
   // each of them (scorer-major: scores[scorer * scored.size() + candidate]) and their totals.
   std::vector<const datastore::Endpoint*> scored;
-  std::vector<std::string> scorer_names;
-  std::vector<double> weights;
+  std::shared_ptr<const ScorerColumns> scorers;  // never null in a scheduler's result
   std::vector<double> scores;
   std::vector<double> totals;
 
@@ -80,6 +86,7 @@ class Scheduler {
   std::shared_ptr<const ProfileHandler> handler_;
   std::vector<Profile> profiles_;
   std::vector<std::string> profile_names_;
+  std::vector<std::shared_ptr<const ScorerColumns>> scorer_columns_;  // one per profile
   std::vector<const PreRequestHook*> pre_request_hooks_;
   std::vector<const Plugin*> pre_request_plugins_;  // the same plugins, for timing
 };

@@ -124,8 +124,10 @@ TEST(SchedulerTest, PicksTheEndpointWithTheBestWeightedScore) {
   EXPECT_EQ(result->destination(), "10.0.0.1:8000");
   // Explainability: every scorer's clamped score for every candidate, and the totals.
   const ProfileResult& profile = result->primary_result();
-  EXPECT_EQ(profile.scorer_names,
+  ASSERT_NE(profile.scorers, nullptr);
+  EXPECT_EQ(profile.scorers->names,
             (std::vector<std::string>{"queue-scorer", "kv-cache-utilization-scorer"}));
+  EXPECT_EQ(profile.scorers->weights, (std::vector<double>{2, 2}));
   EXPECT_DOUBLE_EQ(profile.score(0, 0), 0.0);
   EXPECT_DOUBLE_EQ(profile.score(0, 2), 0.5);
   EXPECT_DOUBLE_EQ(profile.score(1, 1), 0.8);
