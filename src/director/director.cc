@@ -282,6 +282,27 @@ void RoutedRequest::on_response_body(std::string_view chunk, bool end_of_stream,
   }
 }
 
+void RoutedRequest::on_response_piece(std::size_t bytes) {
+  if (finished_) return;
+  if (bytes > 0 && first_byte_ == TimePoint{}) first_byte_ = director_->clock_.now();
+  response_bytes_ += bytes;
+}
+
+void RoutedRequest::on_whole_response_body(std::string& body) {
+  if (finished_) return;
+  // As on_response_body: a body over the usage limit is read only when its model is restored.
+  const bool restore = incoming_model_ != target_model_ && !incoming_model_.empty();
+  if (restore || body.size() <= kMaxUsageBufferBytes) {
+    auto usage = request::parse_response_usage(body);
+    if (usage.ok()) usage_ = *usage;
+  }
+  if (restore && response_status_ < 300) {
+    auto restored = request::rewrite_model(body, incoming_model_);
+    if (restored.ok()) body = std::move(*restored);
+  }
+  finish(true);
+}
+
 void RoutedRequest::finish(bool completed) {
   if (finished_) return;
   finished_ = true;

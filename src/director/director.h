@@ -137,6 +137,12 @@ class RoutedRequest {
   // end_of_stream, then the whole body with the model restored; otherwise the chunk unchanged.
   // Usage is read from SSE data lines or from the whole JSON body. On end_of_stream, finish().
   void on_response_body(std::string_view chunk, bool end_of_stream, std::string& out);
+  // The same for a response that is neither SSE nor streamed by request, when the caller holds
+  // it whole anyway (e.g. to send it with Content-Length), without copying it: each piece's size
+  // as it arrives (the first one is the time of the first byte), then the whole body once, which
+  // is read for its usage and gets its model name restored in place; then finish().
+  void on_response_piece(std::size_t bytes);
+  void on_whole_response_body(std::string& body);
   // Ends the request: releases in-flight accounting and records the request metrics (duration,
   // sizes, tokens). Idempotent. `completed` is false when the stream ended early (client gone,
   // upstream reset): accounting is released, latency and token metrics are not recorded.

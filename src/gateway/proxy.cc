@@ -573,28 +573,35 @@ asio::awaitable<void> Proxy::relay(RequestState& state, http::ResponseWriter& wr
     }
     const bool end_of_stream = *read == 0;
     if (!chunk.empty() && !state.first_byte) state.first_byte = std::chrono::steady_clock::now();
+    if (!streaming) {
+      // Sent whole, with Content-Length: gathered here (usually one piece: no copy), then handed
+      // to the director once.
+      routed.on_response_piece(chunk.size());
+      if (whole.empty()) {
+        whole.swap(chunk);
+      } else {
+        whole.append(chunk);
+      }
+      if (end_of_stream) {
+        routed.on_whole_response_body(whole);
+        break;
+      }
+      continue;
+    }
     out.clear();
     if (!chunk.empty() || end_of_stream) routed.on_response_body(chunk, end_of_stream, out);
-    if (streaming) {
-      if (!begun && (!out.empty() || end_of_stream)) {
-        begun = true;
-        if (!co_await writer.begin_stream(head.status, content_type, extra)) {
-          cancel.set_active(nullptr);
-          client_gone(state, &routed);
-          co_return;
-        }
-      }
-      if (!out.empty() && !co_await writer.write_chunk(out)) {
+    if (!begun && (!out.empty() || end_of_stream)) {
+      begun = true;
+      if (!co_await writer.begin_stream(head.status, content_type, extra)) {
         cancel.set_active(nullptr);
         client_gone(state, &routed);
         co_return;
       }
-    } else {
-      if (whole.empty()) {
-        whole.swap(out);  // usually the whole body: no copy
-      } else {
-        whole.append(out);
-      }
+    }
+    if (!out.empty() && !co_await writer.write_chunk(out)) {
+      cancel.set_active(nullptr);
+      client_gone(state, &routed);
+      co_return;
     }
     if (end_of_stream) break;
   }

@@ -386,6 +386,41 @@ TEST_F(DirectorTest, JsonResponseWithoutRewritePassesThroughAtOnce) {
   EXPECT_EQ(routed->usage()->completion_tokens, 2);
 }
 
+TEST_F(DirectorTest, WholeJsonResponseIsReadAndRestoredInPlace) {
+  make_director({{"10.0.0.1", 8000}}, {}, rewrite_llama_to("llama-v2"));
+  auto routed = route(kChatBody);
+  ASSERT_TRUE(routed.ok());
+  routed->on_response_head(200, "application/json");
+  std::string body =
+      R"({"id":"x","model":"llama-v2","usage":{"prompt_tokens":5,"completion_tokens":2}})";
+  routed->on_response_piece(40);
+  routed->on_response_piece(body.size() - 40);
+  routed->on_whole_response_body(body);
+  EXPECT_EQ(body,
+            R"({"id":"x","model":"llama","usage":{"prompt_tokens":5,"completion_tokens":2}})");
+  ASSERT_TRUE(routed->usage().has_value());
+  EXPECT_EQ(routed->usage()->completion_tokens, 2);
+  EXPECT_TRUE(routed->finished());
+  EXPECT_EQ(store_.snapshot()->endpoints[0].state->inflight_requests.load(), 0);
+  EXPECT_NE(metrics_text().find("inference_objective_output_tokens_sum{model_name=\"llama\",target_"
+                                "model_name=\"llama-v2\"} 2"),
+            std::string::npos)
+      << metrics_text();
+
+  // An error answer keeps its body as sent, and is counted as the model server's error.
+  auto failed = route(kChatBody);
+  ASSERT_TRUE(failed.ok());
+  failed->on_response_head(500, "application/json");
+  std::string error = R"({"error":{"message":"llama-v2 is down","model":"llama-v2"}})";
+  const std::string sent = error;
+  failed->on_response_piece(error.size());
+  failed->on_whole_response_body(error);
+  EXPECT_EQ(error, sent);
+  EXPECT_NE(metrics_text().find("{error_code=\"ModelServerError\",model_name=\"llama\",target_"
+                                "model_name=\"llama-v2\"} 1.0"),
+            std::string::npos);
+}
+
 TEST_F(DirectorTest, UpstreamErrorsCountAsModelServerErrors) {
   make_director({{"10.0.0.1", 8000}}, {}, rewrite_llama_to("llama-v2"));
   auto routed = route(kChatBody);
