@@ -1,10 +1,13 @@
 #include "gateway/headers.h"
 
+#include <algorithm>
 #include <array>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/field.hpp>
 #include <cstdint>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "common/text.h"
 #include "director/protocol.h"
@@ -47,32 +50,54 @@ bool is_reserved_request_header(std::string_view lower_case_name) {
          lower_case_name == director::protocol::kTestSelectionHeader;
 }
 
-// Whether any of `fields` is a Connection field (the usual case when none: no field needs checking
-// against its tokens).
-template <typename Fields>
-bool has_connection_field(const Fields& fields) {
-  for (const auto& [name, value] : fields) {
-    if (boost::beast::iequals(name, "connection")) return true;
-  }
-  return false;
-}
-
-// Whether `lower_case_name` is one of the tokens of the Connection header values in `fields`.
-template <typename Fields>
-bool named_by_connection(const Fields& fields, std::string_view lower_case_name) {
-  for (const auto& [name, value] : fields) {
-    if (!boost::beast::iequals(name, "connection")) continue;
-    std::string_view rest = value;
-    while (!rest.empty()) {
-      const auto comma = rest.find(',');
-      if (boost::beast::iequals(trim_blanks(rest.substr(0, comma)), lower_case_name)) return true;
-      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+// The tokens of a message's Connection fields, read once: each names a field that ends at this
+// hop. The fields must outlive it (it keeps views).
+class ConnectionTokens {
+ public:
+  template <typename Fields>
+  explicit ConnectionTokens(const Fields& fields) {
+    for (const auto& [name, value] : fields) {
+      if (!boost::beast::iequals(name, "connection")) continue;
+      std::string_view rest = value;
+      while (!rest.empty()) {
+        const auto comma = rest.find(',');
+        const std::string_view token = trim_blanks(rest.substr(0, comma));
+        if (!token.empty()) add(token);
+        rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+      }
     }
   }
-  return false;
-}
+  ConnectionTokens(const ConnectionTokens&) = delete;
+  ConnectionTokens& operator=(const ConnectionTokens&) = delete;
 
-// The request's fields as (name, value) views, for named_by_connection.
+  bool names(std::string_view lower_case_name) const {
+    for (std::size_t i = 0; i < std::min(count_, kInline); ++i) {
+      if (boost::beast::iequals(inline_[i], lower_case_name)) return true;
+    }
+    for (std::string_view token : more_) {
+      if (boost::beast::iequals(token, lower_case_name)) return true;
+    }
+    return false;
+  }
+
+ private:
+  static constexpr std::size_t kInline = 8;
+
+  void add(std::string_view token) {
+    if (count_ < kInline) {
+      inline_[count_] = token;
+    } else {
+      more_.push_back(token);
+    }
+    ++count_;
+  }
+
+  std::array<std::string_view, kInline> inline_{};
+  std::vector<std::string_view> more_;  // tokens past kInline (unusual)
+  std::size_t count_ = 0;
+};
+
+// The request's fields as (name, value) views, for ConnectionTokens.
 struct RequestFieldView {
   const http::Request& request;
   struct Iterator {
@@ -125,14 +150,12 @@ director::Headers request_headers(const http::Request& request, bool for_epp) {
 }
 
 // Whether an upstream response field called `lower_case_name` goes back to the client.
-template <typename Fields>
-bool is_relayed_response_field(std::string_view lower_case_name, const Fields& fields,
-                               bool connection_present) {
+bool is_relayed_response_field(std::string_view lower_case_name,
+                               const ConnectionTokens& connection) {
   return !(is_hop_by_hop(lower_case_name) || lower_case_name == "content-length" ||
            lower_case_name == "content-type" || lower_case_name == "server" ||
            director::protocol::is_control_header(lower_case_name) ||
-           is_reserved_request_header(lower_case_name) ||
-           (connection_present && named_by_connection(fields, lower_case_name)));
+           is_reserved_request_header(lower_case_name) || connection.names(lower_case_name));
 }
 
 }  // namespace
@@ -146,10 +169,11 @@ director::Headers epp_request_headers(const http::Request& request) {
 }
 
 void copy_mutated_headers(const director::Headers& headers, http::Request& upstream) {
+  const ConnectionTokens connection(headers);
   for (const auto& [name, value] : headers) {
     if (name.empty() || name.front() == ':' || is_hop_by_hop(name) ||
         is_reserved_request_header(name) || director::protocol::is_control_header(name) ||
-        name == "host" || name == "expect" || named_by_connection(headers, name)) {
+        name == "host" || name == "expect" || connection.names(name)) {
       continue;
     }
     upstream.insert(name, value);
@@ -172,14 +196,13 @@ void set_director_header(director::Headers& headers, std::string_view lower_case
 }
 
 void copy_forwarded_headers(const http::Request& client, http::Request& upstream) {
-  const RequestFieldView view{client};
-  const bool connection_present = client.find(bhttp::field::connection) != client.end();
+  const ConnectionTokens connection(RequestFieldView{client});
   for (const auto& field : client) {
     const LowerName lower_name(field.name_string());
     const std::string_view name = lower_name.view();
     if (is_hop_by_hop(name) || is_reserved_request_header(name) ||
         director::protocol::is_control_header(name) || name == "host" || name == "expect" ||
-        (connection_present && named_by_connection(view, name))) {
+        connection.names(name)) {
       continue;
     }
     upstream.insert(field.name(), field.name_string(), field.value());
@@ -187,11 +210,11 @@ void copy_forwarded_headers(const http::Request& client, http::Request& upstream
 }
 
 http::Headers relayed_response_headers(const http::Headers& upstream) {
-  const bool connection_present = has_connection_field(upstream);
+  const ConnectionTokens connection(upstream);
   http::Headers relayed;
   relayed.reserve(upstream.size());
   for (const auto& [name, value] : upstream) {
-    if (is_relayed_response_field(LowerName(name).view(), upstream, connection_present)) {
+    if (is_relayed_response_field(LowerName(name).view(), connection)) {
       relayed.emplace_back(name, value);
     }
   }
@@ -203,12 +226,13 @@ http::Headers relayed_response_headers(http::Headers&& upstream) {
   // kept ones are moved forward in place.
   constexpr std::size_t kMaxMarked = 64;
   if (upstream.size() > kMaxMarked) return relayed_response_headers(std::as_const(upstream));
-  const bool connection_present = has_connection_field(upstream);
   std::uint64_t kept = 0;
-  for (std::size_t i = 0; i < upstream.size(); ++i) {
-    if (is_relayed_response_field(LowerName(upstream[i].first).view(), upstream,
-                                  connection_present)) {
-      kept |= std::uint64_t{1} << i;
+  {
+    const ConnectionTokens connection(upstream);
+    for (std::size_t i = 0; i < upstream.size(); ++i) {
+      if (is_relayed_response_field(LowerName(upstream[i].first).view(), connection)) {
+        kept |= std::uint64_t{1} << i;
+      }
     }
   }
   std::size_t out = 0;

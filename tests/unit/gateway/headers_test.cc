@@ -177,6 +177,26 @@ TEST(RelayedResponseHeaders, InPlaceFormWithManyFieldsAndConnectionTokens) {
   EXPECT_EQ(relayed_response_headers(std::move(upstream)), expected);
 }
 
+TEST(ConnectionTokens, ManyTokensOverSeveralFieldsAllCount) {
+  // Eight tokens fill the inline room; the ones after it, in a second field, count as well.
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"Connection", "t1, t2, t3, t4, t5, t6, t7, t8"},
+      {"X-Ninth", "dropped"},
+      {"X-Keep", "kept"},
+      {"connection", " ,, X-Ninth , x-tenth,"},
+      {"x-TENTH", "dropped"}};
+  http::Headers upstream(fields.begin(), fields.end());
+  const http::Headers expected = {{"X-Keep", "kept"}};
+  EXPECT_EQ(relayed_response_headers(upstream), expected);
+  EXPECT_EQ(relayed_response_headers(std::move(upstream)), expected);
+
+  http::Request client(bhttp::verb::post, "/v1/completions", 11);
+  for (const auto& [name, value] : fields) client.insert(name, value);
+  http::Request forwarded(bhttp::verb::post, "/v1/completions", 11);
+  copy_forwarded_headers(client, forwarded);
+  EXPECT_EQ(names(forwarded), (std::vector<std::string>{"X-Keep"}));
+}
+
 TEST(ForwardedHeaders, LongAndUpperCaseNames) {
   const std::string long_name = "X-" + std::string(80, 'L');
   const http::Request client = request_with({{"X-GATEWAY-INFERENCE-OBJECTIVE", "batch"},
