@@ -167,8 +167,7 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
       co_await pick_through_epp(state, request, path, writer);
     } else {
       director::Headers headers = director_headers(request);
-      // One pool and no routes: nothing to choose (and no coroutine frame to choose it).
-      if (!routes_) state.pool = &pools_.front();
+      state.pool = only_pool();  // when set, no coroutine frame to choose it
       if (state.pool != nullptr || co_await choose_pool(state, request, path, headers, writer)) {
         co_await forward(state, request, writer, std::move(headers),
                          embedded_route(*state.pool, request, models));
@@ -201,10 +200,6 @@ Proxy::RouteFunction Proxy::embedded_route(const ProxyPool& pool, const http::Re
 asio::awaitable<bool> Proxy::choose_pool(RequestState& state, const http::Request& request,
                                          std::string_view path, director::Headers& headers,
                                          http::ResponseWriter& writer) {
-  if (!routes_) {
-    state.pool = &pools_.front();
-    co_return true;
-  }
   // Body-based routing: the model the body names, never a client's own header.
   set_director_header(headers, kModelNameHeader, "");
   if (request.method() == bhttp::verb::post) {

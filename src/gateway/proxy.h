@@ -179,8 +179,10 @@ class Proxy {
                                            bool counted_by_director);
   boost::asio::awaitable<void> readyz(http::ResponseWriter& writer);
   boost::asio::awaitable<void> list_models(RequestState& state, http::ResponseWriter& writer);
-  // Chooses the pool (and the rule's timeouts) for an inference or /v1/models request: false
-  // after answering the client with the error.
+  // The pool of every request when there are no routes (nothing to choose), else nullptr.
+  const ProxyPool* only_pool() const { return routes_ ? nullptr : &pools_.front(); }
+  // With routes: chooses the pool (and the rule's timeouts) for an inference or /v1/models
+  // request; false after answering the client with the error.
   boost::asio::awaitable<bool> choose_pool(RequestState& state, const http::Request& request,
                                            std::string_view path, director::Headers& headers,
                                            http::ResponseWriter& writer);

@@ -121,7 +121,11 @@ asio::awaitable<void> Proxy::pick_through_epp(RequestState& state, const http::R
   director::Headers fallback_headers;
   if (!pools_.empty()) {
     fallback_headers = director_headers(request);
-    if (!co_await choose_pool(state, request, path, fallback_headers, writer)) co_return;
+    state.pool = only_pool();
+    if (state.pool == nullptr &&
+        !co_await choose_pool(state, request, path, fallback_headers, writer)) {
+      co_return;
+    }
   }
   const std::unique_ptr<extproc::ExtProcExchange> exchange = epp_->start_exchange();
   extproc::ExtProcExchange& epp = *exchange;
