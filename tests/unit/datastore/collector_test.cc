@@ -240,13 +240,18 @@ TEST_F(CollectorTest, GarbageErrorsAndADownServerKeepTheLastGoodMetricsWhichGoSt
   ASSERT_TRUE(wait_until([&] { return metrics_of("vllm-0-rank-0") != nullptr; }));
   auto collector = set_->find("vllm-0-rank-0");
   ASSERT_NE(collector, nullptr);
-  const auto good = metrics_of("vllm-0-rank-0");
 
+  std::shared_ptr<const EndpointMetrics> good;
   const std::string bad_bodies[] = {"<html><body>oops</body></html>\n", "", "other_metric 1\n"};
   for (const auto& body : bad_bodies) {
     server.set(body);
-    clock_.advance(1s);
     const auto errors = collector->stats().scrape_errors.load();
+    // Scrapes follow one another: once one has failed on the new body, none still in flight can
+    // publish the old figures, so the last good ones are known and the clock may move.
+    ASSERT_TRUE(wait_until([&] { return collector->stats().scrape_errors.load() >= errors + 1; }))
+        << body;
+    if (!good) good = metrics_of("vllm-0-rank-0");
+    clock_.advance(1s);
     ASSERT_TRUE(wait_until([&] { return collector->stats().scrape_errors.load() >= errors + 3; }))
         << body;
   }
