@@ -269,7 +269,7 @@ void RoutedRequest::on_response_body(std::string_view chunk, bool end_of_stream,
   }
   if (!buffer_holds_output_) out.append(chunk);
   if (end_of_stream) {
-    auto usage = request::parse_response_usage(buffered_);
+    auto usage = request::parse_body_usage(buffered_);
     if (usage.ok()) usage_ = *usage;
     if (buffer_holds_output_) {
       auto restored = response_status_ < 300 ? request::rewrite_model(buffered_, incoming_model_)
@@ -293,7 +293,7 @@ void RoutedRequest::on_whole_response_body(std::string& body) {
   // As on_response_body: a body over the usage limit is read only when its model is restored.
   const bool restore = incoming_model_ != target_model_ && !incoming_model_.empty();
   if (restore || body.size() <= kMaxUsageBufferBytes) {
-    auto usage = request::parse_response_usage(body);
+    auto usage = request::parse_body_usage(body);
     if (usage.ok()) usage_ = *usage;
   }
   if (restore && response_status_ < 300) {

@@ -2,6 +2,8 @@
 
 #include <simdjson.h>
 
+#include <cstring>
+
 #include "request/json_scan.h"
 
 namespace infergate::request {
@@ -129,7 +131,73 @@ Result<std::optional<TokenUsage>> read_document(od::document& document) {
   return nested_usage;
 }
 
+constexpr std::string_view kUsageKey = "\"usage\"";
+
+// Where a usage object is looked for at the end of a body: it is far smaller than this.
+constexpr std::size_t kTrailingUsageWindow = 4096;
+
+// The offset of the last `"usage"` in text[from, end), or npos. It is found by its 'g', which no
+// count key of a usage object has: memrchr passes over a usage object in a step or two, where
+// std::string_view::rfind would compare at every byte.
+std::size_t rfind_usage_key(std::string_view text, std::size_t from) {
+  constexpr std::size_t kLetterG = 4;  // "usage"[4]
+  std::size_t end = text.size();
+  while (const void* found = memrchr(text.data() + from, 'g', end - from)) {
+    end = static_cast<std::size_t>(static_cast<const char*>(found) - text.data());
+    if (end < from + kLetterG) break;
+    if (text.substr(end - kLetterG, kUsageKey.size()) == kUsageKey) return end - kLetterG;
+  }
+  return std::string_view::npos;
+}
+
+// `{...}` of a body ending `"usage":{...}}` (with any JSON whitespace between the tokens); empty
+// when the body does not end so. When that text is one JSON object and the body is valid JSON,
+// the key is the root object's last member: the object's closing brace is followed only by the
+// root's, and `"usage"` followed by a colon is a key wherever it occurs (a quote inside a string
+// is escaped).
+std::string_view trailing_usage_object(std::string_view body) {
+  std::string_view rest = json_scan::trimmed_range(body.data(), body.data() + body.size());
+  if (rest.empty() || rest.back() != '}') return {};
+  rest = json_scan::trimmed_range(rest.data(), rest.data() + rest.size() - 1);
+  if (rest.empty() || rest.back() != '}') return {};
+  const std::size_t key = rfind_usage_key(
+      rest, rest.size() > kTrailingUsageWindow ? rest.size() - kTrailingUsageWindow : 0);
+  if (key == std::string_view::npos) return {};
+  std::size_t at = key + kUsageKey.size();
+  auto skip_space = [&] {
+    while (at < rest.size() && json_scan::is_json_space(rest[at])) ++at;
+  };
+  skip_space();
+  if (at == rest.size() || rest[at] != ':') return {};
+  ++at;
+  skip_space();
+  if (at == rest.size() || rest[at] != '{') return {};
+  return rest.substr(at);
+}
+
+// The usage of `object`, the text of one JSON object; nullopt when it is not exactly that.
+std::optional<TokenUsage> read_usage_object(std::string_view object) {
+  return json_scan::with_document(
+      object,
+      [](od::document& document, const char*) -> std::optional<TokenUsage> {
+        od::value value;
+        std::optional<TokenUsage> usage;
+        if (document.get_value().get(value) || read_usage(value, usage)) return std::nullopt;
+        if (!document.current_location().error()) return std::nullopt;  // trailing content
+        return usage;
+      },
+      [](simdjson::error_code) -> std::optional<TokenUsage> { return std::nullopt; });
+}
+
 }  // namespace
+
+Result<std::optional<TokenUsage>> parse_body_usage(std::string_view body) {
+  const std::string_view object = trailing_usage_object(body);
+  if (!object.empty()) {
+    if (std::optional<TokenUsage> usage = read_usage_object(object)) return usage;
+  }
+  return parse_response_usage(body);
+}
 
 Result<std::optional<TokenUsage>> parse_response_usage(std::string_view body) {
   return json_scan::with_document(

@@ -35,6 +35,13 @@ struct TokenUsage {
 //   "response body must be a JSON object"
 Result<std::optional<TokenUsage>> parse_response_usage(std::string_view body);
 
+// The usage of a whole JSON response body that is relayed as received, where only the counts
+// matter. When the body ends with its top-level `usage` object, as vLLM, SGLang and OpenAI write
+// it, only that object is parsed: the rest of the body is not validated, so a body that is not
+// valid JSON before its usage still gives its counts. Otherwise, and when that object is not
+// valid JSON by itself, the result is parse_response_usage's. Any thread; no allocation.
+Result<std::optional<TokenUsage>> parse_body_usage(std::string_view body);
+
 // Finds the usage in a streamed (text/event-stream) response fed in arbitrary chunks: a line may
 // straddle chunks. Lines end with "\n" (a "\r" before it is dropped); lines starting "data:" (one
 // space after the colon dropped) are joined with "\n" into an event's data, dispatched at a blank

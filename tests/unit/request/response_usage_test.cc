@@ -218,6 +218,59 @@ TEST(ParseResponseUsageTest, AdversarialBodies) {
   }
 }
 
+// parse_body_usage gives parse_response_usage's answer for every valid body, whether it reads
+// only the trailing usage object or falls back to the whole body.
+TEST(ParseBodyUsageTest, ValidBodiesReadAsTheWholeBodyParserReadsThem) {
+  std::vector<std::string> bodies = {
+      R"({"id":"x","choices":[{"text":"y"}],"usage":{"prompt_tokens":3,"completion_tokens":1}})",
+      R"({"a":{"usage":{"prompt_tokens":9}}})",
+      R"({"usage":{"prompt_tokens":1},"a":{"usage":{"prompt_tokens":9}}})",
+      R"({"usage":{"prompt_tokens":1},"a":{"b":{},"usage":{"prompt_tokens":9}}})",
+      R"({"response":{"usage":{"input_tokens":5}},"usage":null})",
+      R"({"usage":{"prompt_tokens":1},"usage" : { "prompt_tokens" : 2 } })",
+      R"({"usage":{"prompt_tokens":1},"x":"\"usage\":{\"prompt_tokens\":5}"})",
+      R"({"x":["\"usage\":{\"prompt_tokens\":5}"],"y":{}})",
+      // The usage key further back than the window looked at: the whole body is read.
+      R"({"usage":{"prompt_tokens":4,"x":")" + std::string(5000, 'a') + R"("}})",
+  };
+  for (const AdversarialCase& test_case : adversarial_cases()) {
+    if (test_case.error_prefix.empty()) bodies.push_back(test_case.body);
+  }
+  for (const std::string& body : bodies) {
+    SCOPED_TRACE(body.substr(0, 200));
+    const Result<std::optional<TokenUsage>> whole = parse_response_usage(body);
+    ASSERT_TRUE(whole.ok()) << whole.status().message();
+    const Result<std::optional<TokenUsage>> fast = parse_body_usage(body);
+    ASSERT_TRUE(fast.ok()) << fast.status().message();
+    EXPECT_EQ(*fast, *whole);
+  }
+}
+
+TEST(ParseBodyUsageTest, ATrailingUsageIsReadWithoutValidatingWhatPrecedesIt) {
+  // Invalid UTF-8 in the text; the second usage object has letters its key is found by.
+  for (const std::string body :
+       {"{\"text\":\"\xff\",\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":2}}\n",
+        "{\"text\":\"\xff gg\",\"usage\" : {\"prompt_tokens\":7,\"completion_tokens\":2,"
+        "\"completion_tokens_details\":{\"reasoning_tokens\":1},\"tag\":\"g\"} }"}) {
+    SCOPED_TRACE(body);
+    EXPECT_FALSE(parse_response_usage(body).ok());
+    const Result<std::optional<TokenUsage>> fast = parse_body_usage(body);
+    ASSERT_TRUE(fast.ok()) << fast.status().message();
+    EXPECT_EQ(*fast, usage(7, 2, 9));
+  }
+}
+
+TEST(ParseBodyUsageTest, BodiesThatDoNotEndWithAValidUsageObjectGetTheWholeBodyError) {
+  for (const std::string body :
+       {R"({"usage":{"prompt_tokens":1}}})", R"({"usage":{"prompt_tokens":1,}})",
+        R"({"usage":{"prompt_tokens":1} x})", "not json", ""}) {
+    SCOPED_TRACE(body);
+    const Result<std::optional<TokenUsage>> fast = parse_body_usage(body);
+    ASSERT_FALSE(fast.ok());
+    EXPECT_EQ(fast.status().message(), parse_response_usage(body).status().message());
+  }
+}
+
 struct SseCase {
   std::string description;
   std::string stream;
