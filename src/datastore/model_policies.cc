@@ -58,13 +58,11 @@ ModelPolicies::ModelPolicies(const std::vector<api::InferenceObjective>& objecti
 std::int64_t ModelPolicies::priority(std::string_view objective_name,
                                      std::string_view model) const {
   if (!objective_name.empty()) {
-    if (auto it = objective_priorities_.find(std::string(objective_name));
-        it != objective_priorities_.end()) {
+    if (auto it = objective_priorities_.find(objective_name); it != objective_priorities_.end()) {
       return it->second;
     }
   }
-  if (auto it = legacy_model_priorities_.find(std::string(model));
-      it != legacy_model_priorities_.end()) {
+  if (auto it = legacy_model_priorities_.find(model); it != legacy_model_priorities_.end()) {
     return it->second;
   }
   return 0;

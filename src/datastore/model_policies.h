@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "api/types.h"
+#include "common/text.h"
 
 namespace infergate::datastore {
 
@@ -38,8 +39,9 @@ class ModelPolicies {
 
  private:
   std::vector<api::InferenceModelRewrite> rewrites_;  // sorted oldest first
-  std::unordered_map<std::string, std::int64_t> objective_priorities_;
-  std::unordered_map<std::string, std::int64_t> legacy_model_priorities_;
+  std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>> objective_priorities_;
+  std::unordered_map<std::string, std::int64_t, StringHash, std::equal_to<>>
+      legacy_model_priorities_;
 };
 
 }  // namespace infergate::datastore

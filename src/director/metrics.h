@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "common/clock.h"
+#include "common/text.h"
 #include "datastore/datastore.h"
 #include "prom/registry.h"
 #include "scheduling/config_loader.h"
@@ -86,15 +87,9 @@ struct DirectorMetrics final : scheduling::PluginObserver {
  private:
   const std::uint64_t id_;  // names this instance in the per-thread caches (never reused)
 
-  struct KeyHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view key) const {
-      return std::hash<std::string_view>{}(key);
-    }
-  };
   mutable std::shared_mutex model_series_mu_;
   // Key: the model's length, ':', the model, the target model (unambiguous for any names).
-  mutable std::unordered_map<std::string, std::unique_ptr<const ModelSeries>, KeyHash,
+  mutable std::unordered_map<std::string, std::unique_ptr<const ModelSeries>, StringHash,
                              std::equal_to<>>
       model_series_;
 

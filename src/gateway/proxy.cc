@@ -186,14 +186,21 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
 
 Proxy::RouteFunction Proxy::embedded_route(const ProxyPool& pool, const http::Request& request,
                                            bool bodyless) {
-  director::Director& director = *pool.director;
-  const std::string_view body = request.body();
-  return [&director, body, bodyless](const director::Headers& route_headers,
-                                     const std::vector<std::string>* allowed) {
+  // Two pointers at most: std::function holds such a lambda without allocating.
+  director::Director* const director = &*pool.director;
+  if (bodyless) {
+    return [director](const director::Headers& route_headers,
+                      const std::vector<std::string>* allowed) {
+      return director->route_bodyless(route_headers, std::nullopt, allowed);
+    };
+  }
+  return [director, &request](const director::Headers& route_headers,
+                              const std::vector<std::string>* allowed) {
     const std::optional<std::vector<std::string>> no_subset;
-    if (bodyless) return director.route_bodyless(route_headers, no_subset, allowed);
-    return director.route(
-        {.headers = route_headers, .body = body, .subset = no_subset, .allowed = allowed});
+    return director->route({.headers = route_headers,
+                            .body = request.body(),
+                            .subset = no_subset,
+                            .allowed = allowed});
   };
 }
 

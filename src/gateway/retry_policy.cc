@@ -76,7 +76,7 @@ void EndpointHealth::record_success(std::string_view host_port) {
   if (tracked_.load(std::memory_order_relaxed) == 0) return;
   const TimePoint now = clock_.now();
   std::lock_guard lock(mutex_);
-  auto it = states_.find(std::string(host_port));
+  auto it = states_.find(host_port);
   if (it == states_.end()) return;
   // A response from an ejected endpoint (sent before its ejection) does not end the cool-down.
   if (ejected_now(it->second, now)) return;
@@ -88,7 +88,7 @@ bool EndpointHealth::is_ejected(std::string_view host_port) const {
   if (tracked_.load(std::memory_order_relaxed) == 0) return false;
   const TimePoint now = clock_.now();
   std::lock_guard lock(mutex_);
-  auto it = states_.find(std::string(host_port));
+  auto it = states_.find(host_port);
   return it != states_.end() && ejected_now(it->second, now);
 }
 

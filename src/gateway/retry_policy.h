@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/clock.h"
+#include "common/text.h"
 
 namespace infergate::gateway {
 
@@ -83,7 +84,7 @@ class EndpointHealth {
   std::atomic<std::size_t> tracked_{0};
   std::atomic<std::uint64_t> ejections_{0};
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, State> states_;  // guarded
+  std::unordered_map<std::string, State, StringHash, std::equal_to<>> states_;  // guarded
 };
 
 // The endpoints one request tries, in order. Owned by the request's handler (not thread-safe).

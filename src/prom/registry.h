@@ -14,6 +14,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/text.h"
 #include "prom/metrics.h"
 
 // The metrics registry behind every infergate server's /metrics, and its text exposition (format
@@ -120,13 +121,7 @@ class Family final : public FamilyBase {
   mutable std::mutex mutex_;
   std::list<Entry> entries_;  // creation order; list nodes never move
   // Keyed by series_key(values); looked up by string_view without building a std::string.
-  struct KeyHash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view key) const {
-      return std::hash<std::string_view>{}(key);
-    }
-  };
-  std::unordered_map<std::string, typename std::list<Entry>::iterator, KeyHash, std::equal_to<>>
+  std::unordered_map<std::string, typename std::list<Entry>::iterator, StringHash, std::equal_to<>>
       index_;
 };
 
