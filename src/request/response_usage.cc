@@ -136,9 +136,9 @@ constexpr std::string_view kUsageKey = "\"usage\"";
 // Where a usage object is looked for at the end of a body: it is far smaller than this.
 constexpr std::size_t kTrailingUsageWindow = 4096;
 
-// The offset of the last `"usage"` in text[from, end), or npos. It is found by its 'g', which no
-// count key of a usage object has: memrchr passes over a usage object in a step or two, where
-// std::string_view::rfind would compare at every byte.
+// The offset of the last `"usage"` in text[from, end), or npos. It is found by its 'g', which the
+// count keys of a usage object lack (only some detail keys have one): memrchr passes over a usage
+// object in a step or two, where std::string_view::rfind would compare at every byte.
 std::size_t rfind_usage_key(std::string_view text, std::size_t from) {
   constexpr std::size_t kLetterG = 4;  // "usage"[4]
   std::size_t end = text.size();
