@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -244,6 +245,87 @@ TEST(ParseBodyUsageTest, ValidBodiesReadAsTheWholeBodyParserReadsThem) {
     ASSERT_TRUE(fast.ok()) << fast.status().message();
     EXPECT_EQ(*fast, *whole);
   }
+}
+
+// Random valid JSON objects, with usage keys nested at any depth, strings that spell usage keys,
+// and any whitespace: both parsers agree on every one.
+class RandomBody {
+ public:
+  explicit RandomBody(unsigned seed) : random_(seed) {}
+
+  std::string object(int depth) {
+    std::string out = "{" + space();
+    const int members = pick(0, 4);
+    for (int i = 0; i < members; ++i) {
+      if (i > 0) out += "," + space();
+      out += key() + space() + ":" + space() + value(depth) + space();
+    }
+    if (pick(0, 2) == 0) {  // usage last, as servers write it
+      if (members > 0) out += "," + space();
+      out += "\"usage\"" + space() + ":" + space() + value(depth) + space();
+    }
+    return out + "}";
+  }
+
+ private:
+  int pick(int low, int high) { return std::uniform_int_distribution<int>(low, high)(random_); }
+  std::string space() {
+    static const char* const kSpaces[] = {"", "", "", " ", "\n", " \t\r\n "};
+    return kSpaces[pick(0, 5)];
+  }
+  std::string key() {
+    static const char* const kKeys[] = {
+        "\"usage\"",         "\"prompt_tokens\"", "\"completion_tokens\"",
+        "\"total_tokens\"",  "\"input_tokens\"",  "\"prompt_tokens_details\"",
+        "\"cached_tokens\"", "\"response\"",      "\"tag\"",
+        "\"\\u0075sage\""};
+    return kKeys[pick(0, 9)];
+  }
+  std::string value(int depth) {
+    static const char* const kScalars[] = {"0",
+                                           "7",
+                                           "-3",
+                                           "1.5",
+                                           "1e2",
+                                           "null",
+                                           "true",
+                                           "false",
+                                           "\"g\"",
+                                           "\"usage\"",
+                                           "\"\\\"usage\\\":{\\\"prompt_tokens\\\":9}\"",
+                                           "\"x\\\\\"",
+                                           "\"}\""};
+    const int kind = depth >= 3 ? 0 : pick(0, 3);
+    if (kind == 1) return object(depth + 1);
+    if (kind == 2) {
+      std::string out = "[" + space();
+      const int items = pick(0, 3);
+      for (int i = 0; i < items; ++i) {
+        if (i > 0) out += "," + space();
+        out += value(depth + 1);
+      }
+      return out + space() + "]";
+    }
+    return kScalars[pick(0, 12)];
+  }
+
+  std::mt19937 random_;
+};
+
+TEST(ParseBodyUsageTest, RandomValidBodiesReadAsTheWholeBodyParserReadsThem) {
+  RandomBody random(20261123);
+  int bodies_with_usage = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const std::string body = random.object(0);
+    SCOPED_TRACE(body);
+    const Result<std::optional<TokenUsage>> whole = parse_response_usage(body);
+    ASSERT_TRUE(whole.ok()) << whole.status().message();
+    const Result<std::optional<TokenUsage>> fast = parse_body_usage(body);
+    ASSERT_TRUE(fast.ok()) << fast.status().message();
+    ASSERT_EQ(*fast, *whole);
+    if (whole->has_value()) ++bodies_with_usage;
+  }
+  EXPECT_GT(bodies_with_usage, 300);  // the generator writes usage objects often enough
 }
 
 TEST(ParseBodyUsageTest, ATrailingUsageIsReadWithoutValidatingWhatPrecedesIt) {
