@@ -242,7 +242,13 @@ TEST(SchedulerTest, PickersRunWhileScrapersPublishAndMembershipChanges) {
   auto scheduler = std::make_shared<Scheduler>(
       make_scheduler({{"queue-scorer", 2}, {"kv-cache-utilization-scorer", 2}}));
   std::atomic<bool> done{false};
+  std::atomic<bool> picking{false};
+  std::atomic<int> decisions{0};
   std::thread writer([&] {
+    // The rounds begin once a picker is deciding, so that they overlap however the threads are
+    // scheduled.
+    store.set_endpoints({{.pod_name = "pod-0", .address = "10.0.0.0", .port = 8000}});
+    while (!picking) std::this_thread::yield();
     for (int round = 0; round < 3000; ++round) {
       std::vector<datastore::EndpointSpec> specs;
       for (int i = 0; i < 2 + round % 6; ++i) {
@@ -261,7 +267,6 @@ TEST(SchedulerTest, PickersRunWhileScrapersPublishAndMembershipChanges) {
     done = true;
   });
   std::vector<std::thread> pickers;
-  std::atomic<int> decisions{0};
   for (int t = 0; t < 2; ++t) {
     pickers.emplace_back([&, t] {
       SchedulingRequest request;
@@ -269,6 +274,7 @@ TEST(SchedulerTest, PickersRunWhileScrapersPublishAndMembershipChanges) {
       while (!done) {
         auto snapshot = store.snapshot();
         if (snapshot->endpoints.empty()) continue;
+        picking = true;
         ++state.random_seed;
         auto result = scheduler->schedule(request, *snapshot, TimePoint{}, state);
         ASSERT_TRUE(result.ok());
