@@ -238,9 +238,8 @@ void RoutedRequest::on_response_body(std::string_view chunk, bool end_of_stream,
     out.append(chunk);
     return;
   }
-  if (!chunk.empty() && first_byte_ == TimePoint{}) first_byte_ = director_->clock_.now();
-  response_bytes_ += chunk.size();
-  const bool restore = incoming_model_ != target_model_ && !incoming_model_.empty();
+  on_response_piece(chunk.size());
+  const bool restore = restores_model();
   if (response_sse_ || (streaming_ && response_status_ < 300)) {
     if (!sse_usage_) {
       sse_usage_ = std::make_unique<request::SseUsageScanner>();
@@ -269,13 +268,8 @@ void RoutedRequest::on_response_body(std::string_view chunk, bool end_of_stream,
   }
   if (!buffer_holds_output_) out.append(chunk);
   if (end_of_stream) {
-    auto usage = request::parse_body_usage(buffered_);
-    if (usage.ok()) usage_ = *usage;
-    if (buffer_holds_output_) {
-      auto restored = response_status_ < 300 ? request::rewrite_model(buffered_, incoming_model_)
-                                             : Result<std::string>(Status::bad_request(""));
-      out.append(restored.ok() ? *restored : buffered_);
-    }
+    read_whole_json_body(buffered_, buffer_holds_output_);
+    if (buffer_holds_output_) out.append(buffered_);
     buffered_.clear();
     buffered_.shrink_to_fit();
     finish(true);
@@ -291,16 +285,22 @@ void RoutedRequest::on_response_piece(std::size_t bytes) {
 void RoutedRequest::on_whole_response_body(std::string& body) {
   if (finished_) return;
   // As on_response_body: a body over the usage limit is read only when its model is restored.
-  const bool restore = incoming_model_ != target_model_ && !incoming_model_.empty();
-  if (restore || body.size() <= kMaxUsageBufferBytes) {
-    auto usage = request::parse_body_usage(body);
-    if (usage.ok()) usage_ = *usage;
-  }
+  const bool restore = restores_model();
+  if (restore || body.size() <= kMaxUsageBufferBytes) read_whole_json_body(body, restore);
+  finish(true);
+}
+
+bool RoutedRequest::restores_model() const {
+  return incoming_model_ != target_model_ && !incoming_model_.empty();
+}
+
+void RoutedRequest::read_whole_json_body(std::string& body, bool restore) {
+  auto usage = request::parse_body_usage(body);
+  if (usage.ok()) usage_ = *usage;
   if (restore && response_status_ < 300) {
     auto restored = request::rewrite_model(body, incoming_model_);
     if (restored.ok()) body = std::move(*restored);
   }
-  finish(true);
 }
 
 void RoutedRequest::finish(bool completed) {

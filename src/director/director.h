@@ -154,6 +154,12 @@ class RoutedRequest {
   friend class Director;
   RoutedRequest() = default;
 
+  // The response's model name is put back as the client named it (a rewrite changed it).
+  bool restores_model() const;
+  // A JSON response body held whole: its usage read and, with `restore`, a success's model name
+  // restored in place.
+  void read_whole_json_body(std::string& body, bool restore);
+
   const Director* director_ = nullptr;
   const ModelSeries* series_ = nullptr;  // set once the models are known
   std::string request_id_;
