@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/text.h"
 #include "http/wire.h"
 
 namespace infergate::http {
@@ -127,7 +128,7 @@ class ResponseParser final : public bhttp::basic_parser<false> {
   }
   void on_field_impl(bhttp::field name, beast::string_view name_string, beast::string_view value,
                      error_code&) override {
-    const std::string_view trimmed = wire::trim_value(value);
+    const std::string_view trimmed = trim_blanks(value);
     Headers& headers = head_.headers;
     // Beast keeps fields of one name together: after the last earlier field of that name.
     std::size_t position = headers.size();

@@ -38,6 +38,7 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "http/wire.h"
 
 namespace infergate::http {
@@ -541,7 +542,7 @@ void Connection::write_head(unsigned status, std::string_view content_type,
   std::string_view handler_connection;
   for (const auto& [name, value] : extra_headers) {
     if (beast::iequals(name, "connection")) {
-      handler_connection = wire::trim_value(value);
+      handler_connection = trim_blanks(value);
       if (bhttp::token_list(handler_connection).exists("close")) {
         keep_alive_ = false;
       }

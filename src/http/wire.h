@@ -23,6 +23,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/text.h"
+
 namespace infergate::http::wire {
 
 namespace asio = boost::asio;
@@ -65,13 +67,6 @@ inline auto yield(const asio::any_io_executor& executor) {
   return asio::post(executor, asio::deferred);
 }
 
-// The value without leading and trailing blanks (SP, HTAB), as Beast stores header values.
-inline std::string_view trim_value(std::string_view value) {
-  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
-  return value;
-}
-
 // Writes a message head into a reused string: each piece is a plain copy into room made ahead
 // (the string keeps its capacity from one message to the next), and finish() cuts the string to
 // what was written. Nothing may be written after finish().
@@ -105,9 +100,9 @@ class HeadWriter {
     decimal(version / 10) << '.';
     return decimal(version % 10);
   }
-  // "name: value\r\n" (the value trimmed).
+  // "name: value\r\n", the value without surrounding blanks (as Beast stores header values).
   [[gnu::always_inline]] HeadWriter& field(std::string_view name, std::string_view value) {
-    return *this << name << ": " << trim_value(value) << "\r\n";
+    return *this << name << ": " << trim_blanks(value) << "\r\n";
   }
   void finish() { out_.resize(size_); }
 
