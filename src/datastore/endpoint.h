@@ -78,7 +78,11 @@ class EndpointState {
   }
   void set_metrics(std::shared_ptr<const EndpointMetrics> metrics) {
     metrics_.store(std::move(metrics), std::memory_order_release);
+    metrics_version_.fetch_add(1, std::memory_order_release);
   }
+  // Goes up after every set_metrics. A reader that reads it, then metrics(), may keep using what
+  // it loaded for as long as the number stays the same: it saves the load's locked instructions.
+  std::uint64_t metrics_version() const { return metrics_version_.load(std::memory_order_acquire); }
 
   std::atomic<std::int64_t> inflight_requests{0};
   std::atomic<std::int64_t> inflight_tokens{0};  // estimated prompt + output tokens in flight
@@ -90,6 +94,7 @@ class EndpointState {
 
  private:
   std::atomic<std::shared_ptr<const EndpointMetrics>> metrics_;
+  std::atomic<std::uint64_t> metrics_version_{0};
 };
 
 // Stale-metrics correction (docs/scheduling.md): scraped figures are up to one scrape interval

@@ -436,6 +436,9 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
     return parsed.status();
   }
 
+  // The request's random numbers (split draw, request id, the cycle's seed) from one draw of the
+  // shared state: one atomic update per request instead of one per number.
+  SplitMix64 request_random(next_random());
   RoutedRequest routed;
   routed.director_ = this;
   routed.started_ = started;
@@ -448,8 +451,7 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
   std::string_view rewrite_header =
       first_header(headers, protocol::kModelRewriteHeader, protocol::kLlmdModelRewriteHeader);
   routed.target_model_ = rewrite_header.empty() ? parsed->model : std::string(rewrite_header);
-  const double draw = static_cast<double>(next_random() >> 11) * 0x1.0p-53;
-  if (auto rewrite = policies->rewrite(parsed->model, draw)) {
+  if (auto rewrite = policies->rewrite(parsed->model, request_random.next_unit())) {
     routed.target_model_ = std::move(rewrite->target_model);
     metrics_->model_rewrite_decisions_total
         .with({rewrite->rewrite_name, routed.incoming_model_, routed.target_model_})
@@ -468,7 +470,7 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
   if (auto id = find_header(headers, protocol::kRequestIdHeader); id && !id->empty()) {
     routed.request_id_ = *id;
   } else {
-    routed.request_id_ = make_uuid_v4(next_random(), next_random());
+    routed.request_id_ = make_uuid_v4(request_random.next_u64(), request_random.next_u64());
     routed.request_id_generated_ = true;
   }
 
@@ -499,18 +501,20 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
       .estimated_tokens = static_cast<std::int64_t>(prompt.size()) / kCharactersPerToken,
   };
   scheduling::CycleState& cycle = scratch.cycle;
-  cycle.random_seed = next_random();
+  cycle.random_seed = request_random.next_u64();
   cycle.plugin_observer = metrics_.get();
   cycle.prefix_matched = false;
 
   // Legacy admission: only sheddable requests (priority < 0) consult the saturation detector.
   if (routed.priority_ < 0 && setup_.saturation_detector) {
-    static const auto kNoMetrics = std::make_shared<const datastore::EndpointMetrics>();
+    static const datastore::EndpointMetrics kNoMetrics;
+    std::vector<std::shared_ptr<const datastore::EndpointMetrics>> held;
     std::vector<scheduling::Candidate> measured;
+    held.reserve(scratch.candidates.size());
     measured.reserve(scratch.candidates.size());
     for (const auto* endpoint : scratch.candidates) {
-      auto metrics = endpoint->state->metrics();
-      measured.push_back({endpoint, metrics ? std::move(metrics) : kNoMetrics});
+      held.push_back(endpoint->state->metrics());
+      measured.push_back({endpoint, held.back() ? held.back().get() : &kNoMetrics});
     }
     const scheduling::SchedulingContext context{request, snapshot, started, cycle};
     const Status admitted = scheduling::admit_legacy(

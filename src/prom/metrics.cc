@@ -5,13 +5,13 @@
 #include <stdexcept>
 
 namespace infergate::prom {
-
 Histogram::Histogram(std::span<const double> upper_bounds)
-    : upper_bounds_(upper_bounds),
-      bucket_counts_(std::make_unique<std::atomic<std::uint64_t>[]>(upper_bounds.size())) {}
+    : upper_bounds_(upper_bounds), cells_(upper_bounds.size() + 1) {}
 
 void Histogram::observe(double value) {
-  sum_.fetch_add(value, std::memory_order_relaxed);
+  bool owned = false;
+  ThreadCells::Word* cell = cells_.mine(owned);
+  ThreadCells::add_double(cell[upper_bounds_.size()], value, owned);
   if (std::isnan(value)) {
     return;
   }
@@ -21,15 +21,14 @@ void Histogram::observe(double value) {
   if (bucket == upper_bounds_.end()) {
     return;
   }
-  bucket_counts_[static_cast<std::size_t>(bucket - upper_bounds_.begin())].fetch_add(
-      1, std::memory_order_relaxed);
+  ThreadCells::add_count(cell[static_cast<std::size_t>(bucket - upper_bounds_.begin())], 1, owned);
 }
 
 std::vector<std::uint64_t> Histogram::cumulative_counts() const {
   std::vector<std::uint64_t> counts(upper_bounds_.size());
   std::uint64_t total = 0;
   for (std::size_t bucket_idx = 0; bucket_idx < counts.size(); ++bucket_idx) {
-    total += bucket_counts_[bucket_idx].load(std::memory_order_relaxed);
+    total += cells_.count_total(bucket_idx);
     counts[bucket_idx] = total;
   }
   return counts;
@@ -38,7 +37,7 @@ std::vector<std::uint64_t> Histogram::cumulative_counts() const {
 std::uint64_t Histogram::count() const {
   std::uint64_t total = 0;
   for (std::size_t bucket_idx = 0; bucket_idx < upper_bounds_.size(); ++bucket_idx) {
-    total += bucket_counts_[bucket_idx].load(std::memory_order_relaxed);
+    total += cells_.count_total(bucket_idx);
   }
   return total;
 }

@@ -7,9 +7,15 @@
 #include <span>
 #include <vector>
 
-// Metric series: one labelled time series each. Updates are lock-free atomics, safe from any
-// thread and concurrently with exposition; callers get a series once from its Family
-// (registry.h), keep the reference, and update it without further lookups.
+#include "common/thread_cells.h"
+
+// Metric series: one labelled time series each. Updates are lock-free, safe from any thread and
+// concurrently with exposition; callers get a series once from its Family (registry.h), keep the
+// reference, and update it without further lookups.
+//
+// Counters and histograms keep one cell per writing thread (ThreadCells, common/thread_cells.h):
+// an update is a plain load and store of the thread's own cell, with no locked instruction and no
+// cache line that two cores write. Reads add the cells up.
 
 namespace infergate::prom {
 
@@ -29,12 +35,14 @@ class Counter {
     if (!(amount >= 0)) {
       return;
     }
-    value_.fetch_add(amount, std::memory_order_relaxed);
+    bool owned = false;
+    ThreadCells::Word* cell = cells_.mine(owned);
+    ThreadCells::add_double(*cell, amount, owned);
   }
-  double value() const { return value_.load(std::memory_order_relaxed); }
+  double value() const { return cells_.double_total(0); }
 
  private:
-  std::atomic<double> value_{0};
+  ThreadCells cells_{1};
 };
 
 // A value that goes up and down.
@@ -72,12 +80,12 @@ class Histogram {
   // monotonic across buckets.
   std::vector<std::uint64_t> cumulative_counts() const;
   std::uint64_t count() const;
-  double sum() const { return sum_.load(std::memory_order_relaxed); }
+  double sum() const { return cells_.double_total(upper_bounds_.size()); }
 
  private:
   std::span<const double> upper_bounds_;
-  std::unique_ptr<std::atomic<std::uint64_t>[]> bucket_counts_;  // not cumulative
-  std::atomic<double> sum_{0};
+  // Per writer: the non-cumulative bucket counts, then the sum (a double's bits).
+  ThreadCells cells_;
 };
 
 // Bucket bounds `start, start*factor, start*factor^2, ...` (`count` values). Requires start > 0,

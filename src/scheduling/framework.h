@@ -41,10 +41,11 @@ struct SchedulingRequest {
 };
 
 // An endpoint a profile may choose, with the metrics its plugins read. Endpoints never scraped
-// get default (zero) metrics, as in the reference picker.
+// get default (zero) metrics, as in the reference picker. Whoever builds the candidates keeps
+// their metrics alive for the cycle (the scheduler does).
 struct Candidate {
   const datastore::Endpoint* endpoint;
-  std::shared_ptr<const datastore::EndpointMetrics> metrics;  // never null
+  const datastore::EndpointMetrics* metrics;  // never null
 
   datastore::EndpointId id() const { return endpoint->info->id; }
   const datastore::EndpointState& state() const { return *endpoint->state; }

@@ -14,7 +14,6 @@ namespace {
 
 constexpr std::uint32_t kNil = std::numeric_limits<std::uint32_t>::max();
 constexpr std::size_t kMaxCapacity = kNil - 1;  // node indices are 32-bit
-constexpr std::size_t kCounterStripes = 16;
 constexpr std::size_t kMaxShards = std::size_t{1} << 20;
 // Slot positions use the mixed hash's bits above the shard bits.
 constexpr int kHomeShift = 24;
@@ -132,14 +131,6 @@ class SpinSharedMutex {
 
   std::atomic<std::uint32_t> state_{0};
 };
-
-std::atomic<std::size_t> next_counter_stripe{0};
-
-std::size_t counter_stripe() {
-  thread_local const std::size_t stripe =
-      next_counter_stripe.fetch_add(1, std::memory_order_relaxed) % kCounterStripes;
-  return stripe;
-}
 
 }  // namespace
 
@@ -348,17 +339,11 @@ struct PrefixIndex::Server {
   }
 };
 
-struct alignas(64) PrefixIndex::MatchCounters {
-  std::atomic<std::uint64_t> calls{0};
-  std::atomic<std::uint64_t> looked_up_blocks{0};
-  std::atomic<std::uint64_t> matched_blocks{0};
-};
-
 PrefixIndex::PrefixIndex(PrefixIndexOptions options)
     : default_capacity_(std::min(options.default_capacity_per_server, kMaxCapacity)),
       shard_mask_(std::bit_ceil(std::clamp<std::size_t>(options.shard_count, 1, kMaxShards)) - 1),
       shards_(new Shard[shard_mask_ + 1]),
-      match_counters_(new MatchCounters[kCounterStripes]) {}
+      match_counters_(kMatchCounterWords) {}
 
 PrefixIndex::~PrefixIndex() = default;
 
@@ -406,10 +391,11 @@ PrefixMatch PrefixIndex::match(std::span<const BlockHash> hashes,
       count(it->server);
     }
   }
-  MatchCounters& counters = match_counters_[counter_stripe()];
-  counters.calls.fetch_add(1, std::memory_order_relaxed);
-  counters.looked_up_blocks.fetch_add(result.total_blocks, std::memory_order_relaxed);
-  counters.matched_blocks.fetch_add(result.matched_blocks, std::memory_order_relaxed);
+  bool owned = false;
+  ThreadCells::Word* counters = match_counters_.mine(owned);
+  ThreadCells::add_count(counters[kMatchCalls], 1, owned);
+  ThreadCells::add_count(counters[kLookedUpBlocks], result.total_blocks, owned);
+  ThreadCells::add_count(counters[kMatchedBlocks], result.matched_blocks, owned);
   return result;
 }
 
@@ -562,8 +548,7 @@ std::size_t PrefixIndex::distinct_hash_count() const {
 }
 
 std::size_t PrefixIndex::memory_bytes() const {
-  std::size_t bytes = sizeof(PrefixIndex) + (shard_mask_ + 1) * sizeof(Shard) +
-                      kCounterStripes * sizeof(MatchCounters);
+  std::size_t bytes = sizeof(PrefixIndex) + (shard_mask_ + 1) * sizeof(Shard);
   for (std::size_t shard_idx = 0; shard_idx <= shard_mask_; ++shard_idx) {
     const Shard& shard = shards_[shard_idx];
     std::shared_lock lock(shard.mu);
@@ -581,12 +566,9 @@ std::size_t PrefixIndex::memory_bytes() const {
 
 PrefixIndexStats PrefixIndex::stats() const {
   PrefixIndexStats stats;
-  for (std::size_t stripe = 0; stripe < kCounterStripes; ++stripe) {
-    const MatchCounters& counters = match_counters_[stripe];
-    stats.match_calls += counters.calls.load(std::memory_order_relaxed);
-    stats.looked_up_blocks += counters.looked_up_blocks.load(std::memory_order_relaxed);
-    stats.matched_blocks += counters.matched_blocks.load(std::memory_order_relaxed);
-  }
+  stats.match_calls = match_counters_.count_total(kMatchCalls);
+  stats.looked_up_blocks = match_counters_.count_total(kLookedUpBlocks);
+  stats.matched_blocks = match_counters_.count_total(kMatchedBlocks);
   stats.entries = entry_count();
   stats.distinct_hashes = distinct_hash_count();
   stats.memory_bytes = memory_bytes();

@@ -33,6 +33,7 @@
 #include <span>
 #include <vector>
 
+#include "common/thread_cells.h"
 #include "scheduling/prefix_hash.h"
 
 namespace infergate::scheduling {
@@ -129,7 +130,6 @@ class PrefixIndex {
  private:
   struct Shard;
   struct Server;
-  struct MatchCounters;
 
   enum class Eviction { kBusy, kDone, kDoneInHeldShard };
 
@@ -153,7 +153,14 @@ class PrefixIndex {
   std::size_t default_capacity_;
   std::size_t shard_mask_;
   std::unique_ptr<Shard[]> shards_;
-  std::unique_ptr<MatchCounters[]> match_counters_;
+  // match()'s statistics: calls, blocks looked up, blocks matched.
+  enum MatchCounter : std::size_t {
+    kMatchCalls,
+    kLookedUpBlocks,
+    kMatchedBlocks,
+    kMatchCounterWords
+  };
+  mutable ThreadCells match_counters_;
 
   mutable std::shared_mutex servers_mu_;          // guards the directory, not the servers
   std::vector<std::unique_ptr<Server>> servers_;  // by id; never shrinks, entries never freed

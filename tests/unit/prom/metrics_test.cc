@@ -3,8 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <latch>
 #include <limits>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 namespace infergate::prom {
@@ -60,6 +62,40 @@ TEST(HistogramTest, SumsObservations) {
   histogram.observe(3);
   EXPECT_EQ(histogram.sum(), 3.25);
   EXPECT_EQ(histogram.upper_bounds().size(), 2u);
+}
+
+// Each thread writes its own cell; more threads at once than there are owned slots share one,
+// and threads that exit hand their slots (and what they counted) to later threads.
+TEST(HistogramTest, CountsEveryUpdateFromManyThreadsAndLaterThreads) {
+  const std::vector<double> bounds = {1, 2, kInf};
+  Histogram histogram(bounds);
+  Counter counter;
+  constexpr int kUpdatesPerThread = 2000;
+  auto run_threads = [&](std::size_t thread_count) {
+    std::vector<std::thread> threads;
+    std::latch all_running(static_cast<std::ptrdiff_t>(thread_count));
+    for (std::size_t thread_idx = 0; thread_idx < thread_count; ++thread_idx) {
+      threads.emplace_back([&] {
+        all_running.arrive_and_wait();
+        for (int update = 0; update < kUpdatesPerThread; ++update) {
+          histogram.observe(update % 2 == 0 ? 0.5 : 1.5);
+          counter.inc(0.5);
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+  };
+  const std::size_t first_wave = kOwnedWriterSlots + 9;  // 9 threads share the last slot
+  run_threads(first_wave);
+  run_threads(12);       // slots given back by the first wave
+  histogram.observe(3);  // and this thread
+  const std::uint64_t threads = first_wave + 12;
+  const std::uint64_t per_bucket = threads * kUpdatesPerThread / 2;
+  EXPECT_EQ(histogram.cumulative_counts(),
+            (std::vector<std::uint64_t>{per_bucket, 2 * per_bucket, 2 * per_bucket + 1}));
+  EXPECT_EQ(histogram.count(), 2 * per_bucket + 1);
+  EXPECT_EQ(histogram.sum(), static_cast<double>(per_bucket) * 2.0 + 3);
+  EXPECT_EQ(counter.value(), static_cast<double>(threads * kUpdatesPerThread) * 0.5);
 }
 
 TEST(BucketsTest, OneTwoFiveSeriesUpToMax) {

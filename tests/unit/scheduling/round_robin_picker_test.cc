@@ -22,7 +22,7 @@ struct Fixture {
     snapshot = store.set_endpoints(specs);
     for (const auto& endpoint : snapshot->endpoints) {
       metrics.push_back(std::make_shared<datastore::EndpointMetrics>());
-      candidates.push_back({&endpoint, metrics.back()});
+      candidates.push_back({&endpoint, metrics.back().get()});
     }
   }
   std::shared_ptr<const Picker> picker(const nlohmann::json& params = nullptr) {

@@ -33,19 +33,21 @@ class Pool {
                        .port = 8000});
     }
     snapshot_ = store_.set_endpoints(specs);
-    for (std::size_t i = 0; i < loads.size(); ++i) {
-      auto metrics = std::make_shared<EndpointMetrics>();
-      metrics->waiting_requests = loads[i].waiting;
-      metrics->running_requests = loads[i].running;
-      metrics->kv_cache_usage = loads[i].kv;
-      store_.update_metrics(*snapshot_->endpoints[i].info, metrics);
-    }
+    for (std::size_t i = 0; i < loads.size(); ++i) set_load(i, loads[i]);
+  }
+  // Publishes new metrics for endpoint `i`, as a scrape does.
+  void set_load(std::size_t i, EndpointLoad load) {
+    auto metrics = std::make_shared<EndpointMetrics>();
+    metrics->waiting_requests = load.waiting;
+    metrics->running_requests = load.running;
+    metrics->kv_cache_usage = load.kv;
+    store_.update_metrics(*snapshot_->endpoints[i].info, metrics);
   }
   const datastore::Snapshot& snapshot() const { return *snapshot_; }
   std::vector<Candidate> candidates() const {
     std::vector<Candidate> out;
     for (const auto& endpoint : snapshot_->endpoints)
-      out.push_back({&endpoint, endpoint.state->metrics()});
+      out.push_back({&endpoint, endpoint.state->metrics().get()});  // the datastore holds it
     return out;
   }
 
@@ -210,6 +212,35 @@ TEST(SchedulerTest, EndpointsWithoutMetricsScoreAsIdle) {
   auto result = scheduler.schedule(request, *snapshot, TimePoint{}, state);
   ASSERT_TRUE(result.ok());
   EXPECT_DOUBLE_EQ(result->primary_result().totals[0], 4.0);
+}
+
+// A thread reuses the metrics it loaded in its last decision only while the endpoint at that
+// position is the same and has not published newer ones.
+TEST(SchedulerTest, EveryDecisionSeesTheLatestMetricsWhateverTheCandidateOrder) {
+  Pool pool({{0, 0, 0.1}, {9, 9, 0.9}});
+  Scheduler scheduler = make_scheduler({{"queue-scorer", 1}, {"kv-cache-utilization-scorer", 1}});
+  SchedulingRequest request;
+  CycleState state;
+  auto decide = [&](std::span<const datastore::Endpoint* const> candidates) {
+    auto result = scheduler.schedule(request, pool.snapshot(), candidates, TimePoint{}, state);
+    EXPECT_TRUE(result.ok());
+    return result.ok() ? result->destination() : std::string();
+  };
+  const datastore::Endpoint* first = &pool.snapshot().endpoints[0];
+  const datastore::Endpoint* second = &pool.snapshot().endpoints[1];
+  const std::vector<const datastore::Endpoint*> in_order = {first, second};
+  const std::vector<const datastore::Endpoint*> reversed = {second, first};
+  EXPECT_EQ(decide(in_order), "10.0.0.0:8000");
+  EXPECT_EQ(decide(reversed), "10.0.0.0:8000");
+  pool.set_load(0, {9, 9, 0.9});
+  pool.set_load(1, {0, 0, 0.1});
+  EXPECT_EQ(decide(reversed), "10.0.0.1:8000");
+  EXPECT_EQ(decide(in_order), "10.0.0.1:8000");
+  // Another pool's endpoints at the same positions.
+  Pool other({{9, 9, 0.9}, {9, 9, 0.9}, {0, 0, 0.0}});
+  auto result = scheduler.schedule(request, other.snapshot(), TimePoint{}, state);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->destination(), "10.0.0.2:8000");
 }
 
 TEST(PluginRegistryTest, UnknownTypesAndParametersAreClearErrors) {

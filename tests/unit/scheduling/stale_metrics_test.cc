@@ -39,7 +39,7 @@ class StaleMetricsTest : public ::testing::TestWithParam<bool> {
       metrics->cache_block_size = 16;
       metrics->cache_num_blocks = 100;
       ASSERT_TRUE(store_.update_metrics(*snapshot_->endpoints[i].info, metrics));
-      candidates_.push_back({&snapshot_->endpoints[i], metrics});
+      candidates_.push_back({&snapshot_->endpoints[i], metrics.get()});  // the datastore holds it
     }
   }
   void dispatch(std::size_t endpoint, std::int64_t requests, std::int64_t tokens) {
