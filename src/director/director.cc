@@ -78,11 +78,21 @@ bool has_port(std::string_view entry) {
 }
 
 // Per-thread scheduling scratch: the cycle state keeps the prompt's hash buffers between requests.
+// The model policies a thread loaded last: whose (a director's id) and at which version.
+struct PoliciesPin {
+  std::uint64_t director_id = ~std::uint64_t{0};
+  std::uint64_t version = 0;
+  std::shared_ptr<const datastore::ModelPolicies> policies;
+};
+
 struct RouteScratch {
   std::vector<const datastore::Endpoint*> candidates;
   scheduling::CycleState cycle;
+  PoliciesPin policies;
 };
 thread_local RouteScratch route_scratch;
+
+std::atomic<std::uint64_t> next_director_id{0};
 
 double seconds(Duration duration) { return std::chrono::duration<double>(duration).count(); }
 
@@ -342,7 +352,8 @@ void RoutedRequest::finish(bool completed) {
 Director::Director(datastore::Datastore& store, scheduling::SchedulerSetup setup,
                    std::shared_ptr<const datastore::ModelPolicies> policies, const Clock& clock,
                    prom::Registry& registry, DirectorOptions options)
-    : store_(store),
+    : id_(next_director_id.fetch_add(1, std::memory_order_relaxed)),
+      store_(store),
       setup_(std::move(setup)),
       policies_(policies ? std::move(policies)
                          : std::make_shared<const datastore::ModelPolicies>()),
@@ -358,6 +369,20 @@ void Director::set_policies(std::shared_ptr<const datastore::ModelPolicies> poli
   policies_.store(
       policies ? std::move(policies) : std::make_shared<const datastore::ModelPolicies>(),
       std::memory_order_release);
+  policies_version_.fetch_add(1, std::memory_order_release);
+}
+
+const datastore::ModelPolicies& Director::current_policies() const {
+  // Policies change with configuration, not per request: while the version stays, the thread's
+  // pinned reference saves the atomic shared_ptr load's locked instructions.
+  PoliciesPin& pin = route_scratch.policies;
+  const std::uint64_t version = policies_version_.load(std::memory_order_acquire);
+  if (pin.director_id != id_ || pin.version != version) {
+    pin.policies = policies_.load(std::memory_order_acquire);
+    pin.director_id = id_;
+    pin.version = version;
+  }
+  return *pin.policies;
 }
 
 std::uint64_t Director::next_random() const {
@@ -447,11 +472,11 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
   routed.streaming_ = parsed->stream;
 
   // Target model: the rewrite header, then an InferenceModelRewrite rule for the incoming name.
-  const auto policies = policies_.load(std::memory_order_acquire);
+  const datastore::ModelPolicies& policies = current_policies();
   std::string_view rewrite_header =
       first_header(headers, protocol::kModelRewriteHeader, protocol::kLlmdModelRewriteHeader);
   routed.target_model_ = rewrite_header.empty() ? parsed->model : std::string(rewrite_header);
-  if (auto rewrite = policies->rewrite(parsed->model, request_random.next_unit())) {
+  if (auto rewrite = policies.rewrite(parsed->model, request_random.next_unit())) {
     routed.target_model_ = std::move(rewrite->target_model);
     metrics_->model_rewrite_decisions_total
         .with({rewrite->rewrite_name, routed.incoming_model_, routed.target_model_})
@@ -459,7 +484,7 @@ Result<RoutedRequest> Director::route(const RequestInput& input) {
   }
   const std::string_view objective =
       first_header(headers, protocol::kObjectiveHeader, protocol::kLlmdObjectiveHeader);
-  routed.priority_ = static_cast<int>(policies->priority(objective, parsed->model));
+  routed.priority_ = static_cast<int>(policies.priority(objective, parsed->model));
 
   const DirectorMetrics::RequestSeries charged =
       metrics_->request_series(routed.incoming_model_, routed.target_model_, routed.priority_);

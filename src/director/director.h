@@ -232,10 +232,15 @@ class Director {
                   const std::vector<std::string>* allowed,
                   std::vector<const datastore::Endpoint*>& out) const;
   std::uint64_t next_random() const;
+  // The current policies through the calling thread's pinned reference. Valid until the thread
+  // calls it again.
+  const datastore::ModelPolicies& current_policies() const;
 
+  std::uint64_t id_;  // unique per director in the process: names it in per-thread pins
   datastore::Datastore& store_;
   scheduling::SchedulerSetup setup_;
   std::atomic<std::shared_ptr<const datastore::ModelPolicies>> policies_;
+  std::atomic<std::uint64_t> policies_version_{0};  // goes up after every set_policies
   const Clock& clock_;
   DirectorOptions options_;
   std::unique_ptr<DirectorMetrics> metrics_;

@@ -59,16 +59,22 @@ class PrefixCacheScorer final : public Scorer, public PreRequestHook {
     if (!context.state.prefix_matched || result.primary_result().targets.empty()) return;
     const datastore::Endpoint& chosen = *result.primary_result().targets.front();
     const datastore::EndpointId id = chosen.info->id;
+    bool metrics_changed = false;
     {
       // Ids are reused after an endpoint leaves: forget what the previous holder was sent.
       std::lock_guard lock(owners_mutex_);
       if (owners_.size() <= id) owners_.resize(id + 1);
-      if (owners_[id] != chosen.info) {
-        if (owners_[id] != nullptr) index_->remove_server(id);
-        owners_[id] = chosen.info;
+      Owner& owner = owners_[id];
+      if (owner.info != chosen.info) {
+        if (owner.info != nullptr) index_->remove_server(id);
+        owner = Owner{chosen.info};
       }
+      // The capacity follows the metrics: look again only when they changed (once a scrape).
+      const std::uint64_t version = chosen.state->metrics_version();
+      metrics_changed = owner.capacity_checked_at != version;
+      owner.capacity_checked_at = version;
     }
-    if (options_.auto_tune) {
+    if (options_.auto_tune && metrics_changed) {
       if (auto metrics = chosen.state->metrics(); metrics && metrics->cache_num_blocks > 0) {
         const auto capacity = static_cast<std::size_t>(metrics->cache_num_blocks);
         if (index_->capacity(id) != capacity) index_->set_capacity(id, capacity);
@@ -93,9 +99,14 @@ class PrefixCacheScorer final : public Scorer, public PreRequestHook {
 
   PrefixCacheOptions options_;
   std::unique_ptr<PrefixIndex> index_;  // thread-safe on its own
+  // The endpoint each id's index entries belong to (held, so identity comparisons stay sound),
+  // and the endpoint's metrics_version() when its capacity was last compared with them.
+  struct Owner {
+    std::shared_ptr<const datastore::EndpointInfo> info;
+    std::uint64_t capacity_checked_at = ~std::uint64_t{0};
+  };
   mutable std::mutex owners_mutex_;
-  // The endpoint each id's index entries belong to (held, so identity comparisons stay sound).
-  mutable std::vector<std::shared_ptr<const datastore::EndpointInfo>> owners_;  // guarded
+  mutable std::vector<Owner> owners_;  // guarded
 };
 
 }  // namespace

@@ -219,6 +219,23 @@ TEST_F(DirectorTest, InferenceModelRewriteWinsOverTheHeaderAndIsCounted) {
       << metrics_text();
 }
 
+// A thread keeps the policies it read while they are unchanged: new ones apply from the next
+// request on, on the same thread too.
+TEST_F(DirectorTest, NewPoliciesApplyFromTheNextRequest) {
+  make_director({{"10.0.0.1", 8000}}, {}, rewrite_llama_to("llama-v2"));
+  auto before = route(kChatBody);
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->target_model(), "llama-v2");
+  director_->set_policies(rewrite_llama_to("llama-v3"));
+  auto after = route(kChatBody);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->target_model(), "llama-v3");
+  director_->set_policies(nullptr);
+  auto without = route(kChatBody);
+  ASSERT_TRUE(without.ok());
+  EXPECT_EQ(without->target_model(), "llama");
+}
+
 TEST_F(DirectorTest, UnreadableBodiesAre400AndCounted) {
   make_director({{"10.0.0.1", 8000}});
   for (std::string_view body : {std::string_view("{not json"),

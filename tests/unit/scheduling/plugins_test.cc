@@ -259,6 +259,37 @@ TEST(PluginParametersTest, DurationsAndNumbersAreCheckedStrictly) {
       create_plugin("token-load-scorer", "t", json{{"queueThresholdTokens", "many"}}).ok());
 }
 
+// autoTune: an endpoint's index capacity is its num_gpu_blocks, followed when a scrape changes it.
+TEST(PrefixCacheScorerTest, AutoTuneCapacityFollowsTheScrapedBlockCount) {
+  Fixture fixture(1);
+  auto scorer = plugin_as<Scorer>("prefix-cache-scorer", json{{"autoTune", true}});
+  Profile profile{.name = "default", .scorers = {{scorer, 1.0}}};
+  profile.picker = plugin_as<Picker>("max-score-picker");
+  Scheduler scheduler(plugin_as<ProfileHandler>("single-profile-handler"), {profile});
+  auto publish = [&](int num_gpu_blocks) {
+    auto metrics = std::make_shared<datastore::EndpointMetrics>();
+    metrics->cache_block_size = 16;  // 64 characters a block
+    metrics->cache_num_blocks = num_gpu_blocks;
+    ASSERT_TRUE(fixture.store.update_metrics(*fixture.snapshot->endpoints[0].info, metrics));
+  };
+  const std::string prompt(64 * 8, 'p');
+  auto run = [&] {
+    SchedulingRequest request{.target_model = "m", .prompt_bytes = prompt};
+    CycleState state;
+    auto result = scheduler.schedule(request, *fixture.snapshot, TimePoint{}, state);
+    EXPECT_TRUE(result.ok());
+    SchedulingContext context{request, *fixture.snapshot, TimePoint{}, state};
+    scheduler.pre_request(context, *result);
+    return result->primary_result().totals[0];
+  };
+  publish(2);
+  EXPECT_DOUBLE_EQ(run(), 0.0);
+  EXPECT_DOUBLE_EQ(run(), 0.0) << "2 blocks kept, the last two: the first block is not held";
+  publish(100);
+  EXPECT_DOUBLE_EQ(run(), 0.0);
+  EXPECT_DOUBLE_EQ(run(), 1.0) << "room for all 8 blocks since the new scrape";
+}
+
 TEST(PrefixCacheScorerTest, ScoresTheShareOfThePromptAlreadySentToEachEndpoint) {
   Fixture fixture(3);
   auto scorer = plugin_as<Scorer>("prefix-cache-scorer", json{{"autoTune", false}});
