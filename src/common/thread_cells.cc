@@ -9,7 +9,8 @@ namespace infergate {
 namespace thread_cells_detail {
 namespace {
 
-constexpr std::align_val_t kCellAlignment{64};
+constexpr std::size_t kCellBytes = 64;
+constexpr std::align_val_t kCellAlignment{kCellBytes};
 
 std::mutex slots_mu;
 std::bitset<kOwnedWriterSlots> slots_taken;  // guarded by slots_mu
@@ -51,10 +52,15 @@ std::size_t take_slot() {
 }  // namespace thread_cells_detail
 
 using thread_cells_detail::kCellAlignment;
+using thread_cells_detail::kCellBytes;
 
-ThreadCells::ThreadCells(std::size_t width) : width_(width) {
+// Cells take whole cache lines, so that no other allocation shares a line with one.
+ThreadCells::ThreadCells(std::size_t width)
+    : allocated_words_((width * sizeof(Word) + kCellBytes - 1) / kCellBytes * kCellBytes /
+                       sizeof(Word)) {
   // The shared slot's cell exists from the start: its writers race to use it, not to create it.
-  cells_[kOwnedWriterSlots].store(new (kCellAlignment) Word[width_](), std::memory_order_release);
+  cells_[kOwnedWriterSlots].store(new (kCellAlignment) Word[allocated_words_](),
+                                  std::memory_order_release);
 }
 
 ThreadCells::~ThreadCells() {
@@ -67,7 +73,7 @@ ThreadCells::~ThreadCells() {
 ThreadCells::Word* ThreadCells::allocate(std::size_t slot) {
   // Only the slot's owner gets here (the shared slot's cell always exists), so nobody else
   // installs this cell.
-  Word* words = new (kCellAlignment) Word[width_]();
+  Word* words = new (kCellAlignment) Word[allocated_words_]();
   cells_[slot].store(words, std::memory_order_release);
   return words;
 }
@@ -78,6 +84,12 @@ void ThreadCells::add_double_shared(Word& word, double amount) {
       expected, std::bit_cast<std::uint64_t>(std::bit_cast<double>(expected) + amount),
       std::memory_order_relaxed)) {
   }
+}
+
+std::size_t ThreadCells::heap_bytes() const {
+  std::size_t cells = 0;
+  for (const auto& cell : cells_) cells += cell.load(std::memory_order_relaxed) != nullptr ? 1 : 0;
+  return cells * allocated_words_ * sizeof(Word);
 }
 
 std::uint64_t ThreadCells::count_total(std::size_t index) const {

@@ -73,12 +73,14 @@ class ThreadCells {
   // Word `index` summed over every slot, as counts or as doubles.
   std::uint64_t count_total(std::size_t index) const;
   double double_total(std::size_t index) const;
+  // The bytes of the cells allocated so far.
+  std::size_t heap_bytes() const;
 
  private:
   Word* allocate(std::size_t slot);
   static void add_double_shared(Word& word, double amount);
 
-  std::size_t width_;
+  std::size_t allocated_words_;  // per cell: the width rounded up to whole cache lines
   std::atomic<Word*> cells_[kWriterSlots] = {};
 };
 

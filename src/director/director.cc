@@ -77,7 +77,6 @@ bool has_port(std::string_view entry) {
   return colon != std::string_view::npos && entry.find(':', colon + 1) == std::string_view::npos;
 }
 
-// Per-thread scheduling scratch: the cycle state keeps the prompt's hash buffers between requests.
 // The model policies a thread loaded last: whose (a director's id) and at which version.
 struct PoliciesPin {
   std::uint64_t director_id = ~std::uint64_t{0};
@@ -85,6 +84,7 @@ struct PoliciesPin {
   std::shared_ptr<const datastore::ModelPolicies> policies;
 };
 
+// Per-thread scheduling scratch: the cycle state keeps the prompt's hash buffers between requests.
 struct RouteScratch {
   std::vector<const datastore::Endpoint*> candidates;
   scheduling::CycleState cycle;

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 namespace infergate::prom {
+
 Histogram::Histogram(std::span<const double> upper_bounds)
     : upper_bounds_(upper_bounds), cells_(upper_bounds.size() + 1) {}
 

@@ -548,7 +548,8 @@ std::size_t PrefixIndex::distinct_hash_count() const {
 }
 
 std::size_t PrefixIndex::memory_bytes() const {
-  std::size_t bytes = sizeof(PrefixIndex) + (shard_mask_ + 1) * sizeof(Shard);
+  std::size_t bytes =
+      sizeof(PrefixIndex) + (shard_mask_ + 1) * sizeof(Shard) + match_counters_.heap_bytes();
   for (std::size_t shard_idx = 0; shard_idx <= shard_mask_; ++shard_idx) {
     const Shard& shard = shards_[shard_idx];
     std::shared_lock lock(shard.mu);

@@ -56,6 +56,9 @@ TEST(ThreadCellsTest, SumsEveryThreadsUpdatesIncludingTheSharedSlotsAndEarlierOw
   const std::uint64_t threads = kOwnedWriterSlots + 7 + 3;
   EXPECT_EQ(cells.count_total(0), threads * kUpdates);
   EXPECT_EQ(cells.double_total(1), static_cast<double>(threads * kUpdates) * 0.25);
+  // Cells take whole cache lines: the shared one and at least one owned one.
+  EXPECT_GE(cells.heap_bytes(), 2 * 64u);
+  EXPECT_EQ(cells.heap_bytes() % 64, 0u);
 }
 
 }  // namespace

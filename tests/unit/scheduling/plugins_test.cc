@@ -259,13 +259,30 @@ TEST(PluginParametersTest, DurationsAndNumbersAreCheckedStrictly) {
       create_plugin("token-load-scorer", "t", json{{"queueThresholdTokens", "many"}}).ok());
 }
 
+// A scheduler whose one profile is the prefix-cache scorer and the max-score picker.
+Scheduler prefix_scheduler(bool auto_tune) {
+  auto scorer = plugin_as<Scorer>("prefix-cache-scorer", json{{"autoTune", auto_tune}});
+  Profile profile{.name = "default", .scorers = {{scorer, 1.0}}};
+  profile.picker = plugin_as<Picker>("max-score-picker");
+  return Scheduler(plugin_as<ProfileHandler>("single-profile-handler"), {profile});
+}
+
+// One decision for `prompt`, then its pre-request hooks (the prompt recorded for the endpoint).
+SchedulingResult decide_and_record(const Scheduler& scheduler, const datastore::Snapshot& snapshot,
+                                   const std::string& prompt, std::uint64_t seed = 0) {
+  SchedulingRequest request{.target_model = "m", .prompt_bytes = prompt};
+  CycleState state{.random_seed = seed};
+  auto result = scheduler.schedule(request, snapshot, TimePoint{}, state);
+  EXPECT_TRUE(result.ok());
+  SchedulingContext context{request, snapshot, TimePoint{}, state};
+  scheduler.pre_request(context, *result);
+  return *result;
+}
+
 // autoTune: an endpoint's index capacity is its num_gpu_blocks, followed when a scrape changes it.
 TEST(PrefixCacheScorerTest, AutoTuneCapacityFollowsTheScrapedBlockCount) {
   Fixture fixture(1);
-  auto scorer = plugin_as<Scorer>("prefix-cache-scorer", json{{"autoTune", true}});
-  Profile profile{.name = "default", .scorers = {{scorer, 1.0}}};
-  profile.picker = plugin_as<Picker>("max-score-picker");
-  Scheduler scheduler(plugin_as<ProfileHandler>("single-profile-handler"), {profile});
+  const Scheduler scheduler = prefix_scheduler(/*auto_tune=*/true);
   auto publish = [&](int num_gpu_blocks) {
     auto metrics = std::make_shared<datastore::EndpointMetrics>();
     metrics->cache_block_size = 16;  // 64 characters a block
@@ -274,13 +291,7 @@ TEST(PrefixCacheScorerTest, AutoTuneCapacityFollowsTheScrapedBlockCount) {
   };
   const std::string prompt(64 * 8, 'p');
   auto run = [&] {
-    SchedulingRequest request{.target_model = "m", .prompt_bytes = prompt};
-    CycleState state;
-    auto result = scheduler.schedule(request, *fixture.snapshot, TimePoint{}, state);
-    EXPECT_TRUE(result.ok());
-    SchedulingContext context{request, *fixture.snapshot, TimePoint{}, state};
-    scheduler.pre_request(context, *result);
-    return result->primary_result().totals[0];
+    return decide_and_record(scheduler, *fixture.snapshot, prompt).primary_result().totals[0];
   };
   publish(2);
   EXPECT_DOUBLE_EQ(run(), 0.0);
@@ -292,21 +303,12 @@ TEST(PrefixCacheScorerTest, AutoTuneCapacityFollowsTheScrapedBlockCount) {
 
 TEST(PrefixCacheScorerTest, ScoresTheShareOfThePromptAlreadySentToEachEndpoint) {
   Fixture fixture(3);
-  auto scorer = plugin_as<Scorer>("prefix-cache-scorer", json{{"autoTune", false}});
-  Profile profile{.name = "default", .scorers = {{scorer, 1.0}}};
-  profile.picker = plugin_as<Picker>("max-score-picker");
-  Scheduler scheduler(plugin_as<ProfileHandler>("single-profile-handler"), {profile});
+  const Scheduler scheduler = prefix_scheduler(/*auto_tune=*/false);
 
   const std::string system(64 * 8, 's');  // 8 blocks of 64 characters
   const std::string first = system + std::string(64 * 8, 'a');
   auto run = [&](const std::string& prompt, std::uint64_t seed) {
-    SchedulingRequest request{.target_model = "m", .prompt_bytes = prompt};
-    CycleState state{.random_seed = seed};
-    auto result = scheduler.schedule(request, *fixture.snapshot, TimePoint{}, state);
-    EXPECT_TRUE(result.ok());
-    SchedulingContext context{request, *fixture.snapshot, TimePoint{}, state};
-    scheduler.pre_request(context, *result);
-    return *result;
+    return decide_and_record(scheduler, *fixture.snapshot, prompt, seed);
   };
   const SchedulingResult cold = run(first, 1);
   EXPECT_EQ(cold.primary_result().totals, (std::vector<double>{0, 0, 0}));
