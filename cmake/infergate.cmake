@@ -9,6 +9,19 @@ target_compile_options(infergate_options INTERFACE $<$<CXX_COMPILER_ID:GNU>:-Wno
 if(INFERGATE_WERROR)
   target_compile_options(infergate_options INTERFACE -Werror)
 endif()
+# Profile-guided builds (scripts/build --pgo): `generate` instruments the code; `use` compiles it
+# again with the profiles that a training run of the generate build left next to the objects.
+set(INFERGATE_PGO "OFF" CACHE STRING "Profile-guided optimisation: OFF, generate or use")
+if(INFERGATE_PGO STREQUAL "generate")
+  target_compile_options(infergate_options INTERFACE -fprofile-generate -fprofile-update=atomic)
+  target_link_options(infergate_options INTERFACE -fprofile-generate)
+elseif(INFERGATE_PGO STREQUAL "use")
+  # Code that the training never ran (tests, other commands) has no profile: not an error.
+  target_compile_options(infergate_options INTERFACE -fprofile-use -fprofile-correction
+    -Wno-missing-profile)
+elseif(NOT INFERGATE_PGO STREQUAL "OFF")
+  message(FATAL_ERROR "INFERGATE_PGO must be OFF, generate or use, not '${INFERGATE_PGO}'")
+endif()
 if(INFERGATE_SANITIZE)
   target_compile_options(infergate_options INTERFACE
     -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
