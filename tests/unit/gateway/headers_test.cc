@@ -163,6 +163,30 @@ TEST(RelayedResponseHeaders, DropsFramingHopByHopServerAndControlHeaders) {
   EXPECT_EQ(relayed_response_headers(std::move(moved)), expected);
 }
 
+TEST(RelayedResponseHeaders, HopByHopNamesInAnyCaseAndKnownNamesListedByConnection) {
+  const http::Headers upstream = {
+      {"KEEP-ALIVE", "timeout=5"},
+      {"Proxy-Connection", "keep-alive"},
+      {"te", "trailers"},
+      {"Trailer", "X-Checksum"},
+      {"upgrade", "h2c"},
+      {"Proxy-Authenticate", "Basic"},
+      {"proxy-authorization", "Basic x"},
+      {"SERVER", "vllm"},
+      {"content-TYPE", "application/json"},
+      {"Connection", "Cache-Control"},
+      {"cache-control", "no-store"},
+      {"Cache-Control-Extension", "kept"},
+      {"X-Gateway-Destination-Endpoint-Served", "10.0.0.1:8000"},
+      {"X-Gateway-Inference-Objective", "batch"},
+      {"Vary", "Accept"},
+  };
+  const http::Headers expected = {{"Cache-Control-Extension", "kept"}, {"Vary", "Accept"}};
+  EXPECT_EQ(relayed_response_headers(upstream), expected);
+  http::Headers moved = upstream;
+  EXPECT_EQ(relayed_response_headers(std::move(moved)), expected);
+}
+
 TEST(RelayedResponseHeaders, InPlaceFormWithManyFieldsAndConnectionTokens) {
   http::Headers upstream = {{"Connection", "keep-alive, X-Drop"}, {"Content-Type", "text/plain"}};
   for (int i = 0; i < 70; ++i) {

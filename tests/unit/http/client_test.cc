@@ -398,6 +398,73 @@ TEST(HttpClientTest, MakeRequestAndFindHeader) {
 // arrived and its completion is queued behind the closer's: that completion must still find the
 // connection's parser and buffer intact. The closer is woken through a second socket written just
 // before the body, so that one reactor pass queues the closer first and the read second.
+// Body reads hand over the bytes that came with the head, and go on where a chunk's framing was
+// cut between two reads; the end of the body is reported once it is here.
+TEST(HttpClientTest, BodyReadsFollowChunkFramingCutBetweenReads) {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, {asio::ip::make_address(kLoopback), 0});
+  testing::run_coroutine(io, [&]() -> asio::awaitable<void> {
+    ClientConnection connection(io.get_executor());
+    CO_ASSERT_TRUE(
+        (co_await connection.connect(kLoopback, acceptor.local_endpoint().port(), kTimeout))
+            .is_ok());
+    auto [accept_ec, server_side] = co_await acceptor.async_accept(kAsTuple);
+    CO_ASSERT_TRUE(!accept_ec);
+    // Sends a request, answers it with `reply` from the server side and reads the head.
+    auto exchange = [&](std::string reply) -> asio::awaitable<bool> {
+      if (!(co_await connection.send_request(make_request(bhttp::verb::get, "/"), kTimeout))
+               .is_ok()) {
+        co_return false;
+      }
+      std::string received;
+      char chunk[1024];
+      while (received.find("\r\n\r\n") == std::string::npos) {
+        auto [ec, n] = co_await server_side.async_read_some(asio::buffer(chunk), kAsTuple);
+        if (ec) co_return false;
+        received.append(chunk, n);
+      }
+      co_await asio::async_write(server_side, asio::buffer(reply), asio::use_awaitable);
+      co_return (co_await connection.read_response_head(kTimeout)).ok();
+    };
+    std::string body;
+
+    CO_ASSERT_TRUE(co_await exchange("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
+    auto whole = co_await connection.read_body_some(body, kTimeout);
+    CO_ASSERT_TRUE(whole.ok());
+    EXPECT_EQ(*whole, 2u);
+    EXPECT_EQ(body, "ok");
+    auto end = co_await connection.read_body_some(body, kTimeout);
+    CO_ASSERT_TRUE(end.ok());
+    EXPECT_EQ(*end, 0u);
+
+    CO_ASSERT_TRUE(
+        co_await exchange("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3\r\n"));
+    body.clear();
+    auto first = co_await connection.read_body_some(body, kTimeout);
+    CO_ASSERT_TRUE(first.ok());
+    EXPECT_EQ(*first, 2u);
+    EXPECT_EQ(body, "ok");
+    // The next chunk's size line is here, its data not yet: the read waits for the server.
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          co_await asio::post(io, asio::use_awaitable);  // the read is waiting
+          co_await asio::async_write(server_side, asio::buffer(std::string("abc\r\n0\r\n\r\n")),
+                                     asio::use_awaitable);
+        },
+        asio::detached);
+    body.clear();
+    auto waited = co_await connection.read_body_some(body, kTimeout);
+    CO_ASSERT_TRUE(waited.ok());
+    EXPECT_EQ(*waited, 3u);
+    EXPECT_EQ(body, "abc");
+    auto last = co_await connection.read_body_some(body, kTimeout);
+    CO_ASSERT_TRUE(last.ok());
+    EXPECT_EQ(*last, 0u);
+    EXPECT_TRUE(connection.is_open());
+  });
+}
+
 TEST(HttpClientTest, CloseWhileAReadCompletionIsQueuedLeavesItsStateIntact) {
   asio::io_context io;
   tcp::acceptor acceptor(io, {asio::ip::make_address(kLoopback), 0});
