@@ -394,10 +394,18 @@ TEST(HttpClientTest, MakeRequestAndFindHeader) {
   EXPECT_EQ(find_header(headers, "missing"), std::nullopt);
 }
 
-// close() from another coroutine aborts a pending read, even when the read's data has already
-// arrived and its completion is queued behind the closer's: that completion must still find the
-// connection's parser and buffer intact. The closer is woken through a second socket written just
-// before the body, so that one reactor pass queues the closer first and the read second.
+// Connects `connection` to `acceptor`; the server's side of the connection, or nullopt.
+asio::awaitable<std::optional<tcp::socket>> connect_to(tcp::acceptor& acceptor,
+                                                       ClientConnection& connection) {
+  if (!(co_await connection.connect(kLoopback, acceptor.local_endpoint().port(), kTimeout))
+           .is_ok()) {
+    co_return std::nullopt;
+  }
+  auto [ec, socket] = co_await acceptor.async_accept(kAsTuple);
+  if (ec) co_return std::nullopt;
+  co_return std::move(socket);
+}
+
 // Body reads hand over the bytes that came with the head, and go on where a chunk's framing was
 // cut between two reads; the end of the body is reported once it is here.
 TEST(HttpClientTest, BodyReadsFollowChunkFramingCutBetweenReads) {
@@ -405,11 +413,9 @@ TEST(HttpClientTest, BodyReadsFollowChunkFramingCutBetweenReads) {
   tcp::acceptor acceptor(io, {asio::ip::make_address(kLoopback), 0});
   testing::run_coroutine(io, [&]() -> asio::awaitable<void> {
     ClientConnection connection(io.get_executor());
-    CO_ASSERT_TRUE(
-        (co_await connection.connect(kLoopback, acceptor.local_endpoint().port(), kTimeout))
-            .is_ok());
-    auto [accept_ec, server_side] = co_await acceptor.async_accept(kAsTuple);
-    CO_ASSERT_TRUE(!accept_ec);
+    std::optional<tcp::socket> accepted = co_await connect_to(acceptor, connection);
+    CO_ASSERT_TRUE(accepted.has_value());
+    tcp::socket& server_side = *accepted;
     // Sends a request, answers it with `reply` from the server side and reads the head.
     auto exchange = [&](std::string reply) -> asio::awaitable<bool> {
       if (!(co_await connection.send_request(make_request(bhttp::verb::get, "/"), kTimeout))
@@ -465,16 +471,18 @@ TEST(HttpClientTest, BodyReadsFollowChunkFramingCutBetweenReads) {
   });
 }
 
+// close() from another coroutine aborts a pending read, even when the read's data has already
+// arrived and its completion is queued behind the closer's: that completion must still find the
+// connection's parser and buffer intact. The closer is woken through a second socket written just
+// before the body, so that one reactor pass queues the closer first and the read second.
 TEST(HttpClientTest, CloseWhileAReadCompletionIsQueuedLeavesItsStateIntact) {
   asio::io_context io;
   tcp::acceptor acceptor(io, {asio::ip::make_address(kLoopback), 0});
   testing::run_coroutine(io, [&]() -> asio::awaitable<void> {
     ClientConnection connection(io.get_executor());
-    CO_ASSERT_TRUE(
-        (co_await connection.connect(kLoopback, acceptor.local_endpoint().port(), kTimeout))
-            .is_ok());
-    auto [accept_ec, server_side] = co_await acceptor.async_accept(kAsTuple);
-    CO_ASSERT_TRUE(!accept_ec);
+    std::optional<tcp::socket> accepted = co_await connect_to(acceptor, connection);
+    CO_ASSERT_TRUE(accepted.has_value());
+    tcp::socket& server_side = *accepted;
     tcp::socket trigger(io);
     co_await trigger.async_connect(acceptor.local_endpoint(), asio::use_awaitable);
     auto [trigger_ec, trigger_server] = co_await acceptor.async_accept(kAsTuple);
