@@ -1,7 +1,7 @@
 # Shell functions for a cluster on loopback: `infergate sim` replicas and two gateways in front of
 # them, `infergate serve` with GIE's default profile and the same gateway with only the
-# round-robin picker. Sourced by scripts/demo and scripts/bench-routing (bash, `set -euo
-# pipefail`).
+# round-robin picker. Sourced by scripts/demo, scripts/bench-routing and scripts/lib/pgo-train.sh,
+# and by scripts/bench-gateway for its round-robin config (bash, `set -euo pipefail`).
 #
 #   cluster_init BIN                  the infergate binary; installs the EXIT / INT / TERM traps
 #   cluster_start_sims PORT N ARGS..  N replicas on PORT, PORT+1, ... with `infergate sim ARGS`;
