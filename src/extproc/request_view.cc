@@ -50,26 +50,49 @@ CodedInputStream stream_over(std::string_view bytes) {
                           static_cast<int>(bytes.size()));
 }
 
+// protobuf's parser reads a tag or a length in at most 5 bytes. CodedInputStream reads up to 10
+// and drops the high bits, so a longer one is checked for here: it is malformed to the parser.
+constexpr int kMaxVarint32Bytes = 5;
+
 // The next tag, or 0 at the end of `in` (`size` bytes); false on a malformed or zero tag.
 bool next_tag(CodedInputStream& in, std::size_t size, std::uint32_t& tag) {
-  if (static_cast<std::size_t>(in.CurrentPosition()) == size) {
+  const int start = in.CurrentPosition();
+  if (static_cast<std::size_t>(start) == size) {
     tag = 0;
     return true;
   }
   tag = in.ReadTagNoLastTag();
-  return tag != 0 && WireFormatLite::GetTagFieldNumber(tag) != 0;
+  return tag != 0 && in.CurrentPosition() - start <= kMaxVarint32Bytes &&
+         WireFormatLite::GetTagFieldNumber(tag) != 0;
 }
 
 // A length-delimited field's payload, in place (the stream reads a flat array).
 bool read_view(CodedInputStream& in, std::string_view& out) {
   std::uint32_t length = 0;
-  if (!in.ReadVarint32(&length)) return false;
+  const int start = in.CurrentPosition();
+  if (!in.ReadVarint32(&length) || in.CurrentPosition() - start > kMaxVarint32Bytes) return false;
   const void* data = nullptr;
   int available = 0;
   in.GetDirectBufferPointerInline(&data, &available);
   if (length > static_cast<std::uint32_t>(available)) return false;
   out = std::string_view(static_cast<const char*>(data), length);
   return in.Skip(static_cast<int>(length));
+}
+
+// Skips a field the view does not read, checking what protobuf's parser would. false for a
+// group (which Envoy never sends: protobuf's parser decides) and for anything malformed.
+bool skip_field(CodedInputStream& in, std::uint32_t tag) {
+  switch (WireFormatLite::GetTagWireType(tag)) {
+    case kBytes: {
+      std::string_view skipped;
+      return read_view(in, skipped);
+    }
+    case WireFormatLite::WIRETYPE_START_GROUP:
+    case WireFormatLite::WIRETYPE_END_GROUP:
+      return false;
+    default:
+      return WireFormatLite::SkipField(&in, tag);
+  }
 }
 
 // proto3 `string` fields must be UTF-8, which protobuf's parser checks; ASCII needs no check,
@@ -106,7 +129,7 @@ bool decode_header_value(std::string_view bytes, HeaderView& out) {
         ok = read_view(in, raw_value);
         break;
       default:
-        ok = WireFormatLite::SkipField(&in, tag);
+        ok = skip_field(in, tag);
     }
     if (!ok) return false;
   }
@@ -124,7 +147,7 @@ bool decode_header_map(std::string_view bytes, std::vector<HeaderView>& headers)
       if (!read_view(in, entry) || !decode_header_value(entry, headers.emplace_back())) {
         return false;
       }
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
+    } else if (!skip_field(in, tag)) {
       return false;
     }
   }
@@ -145,7 +168,7 @@ bool decode_http_headers(std::string_view bytes, std::vector<HeaderView>& header
     } else if (tag == kHttpHeadersAttributesTag) {
       ok = false;  // a known field protobuf would parse (and might reject): its parser decides
     } else {
-      ok = WireFormatLite::SkipField(&in, tag);
+      ok = skip_field(in, tag);
     }
     if (!ok) return false;
   }
@@ -162,7 +185,7 @@ bool decode_http_body(std::string_view bytes, std::string_view& body, bool& end_
     } else if (tag == kHttpBodyEndTag) {
       ok = read_bool(in, end_of_stream);
     } else {
-      ok = WireFormatLite::SkipField(&in, tag);
+      ok = skip_field(in, tag);
     }
     if (!ok) return false;
   }
@@ -284,7 +307,7 @@ bool decode_metadata(std::string_view bytes, pb::ProcessingRequest& rest, ViewSt
         }
         continue;
       }
-    } else if (!WireFormatLite::SkipField(&in, tag)) {
+    } else if (!skip_field(in, tag)) {
       return false;
     }
     CodedInputStream field = stream_over(bytes.substr(
@@ -332,7 +355,7 @@ bool decode_in_place(std::string_view wire, pb::ProcessingRequest& rest, ViewSto
         }
         // Everything else (attributes, observability_mode, protocol_config, the trailers, unknown
         // fields): the field's bytes, tag included, merged by protobuf.
-        if (!WireFormatLite::SkipField(&in, tag)) return false;
+        if (!skip_field(in, tag)) return false;
         CodedInputStream field =
             stream_over(wire.substr(static_cast<std::size_t>(start),
                                     static_cast<std::size_t>(in.CurrentPosition() - start)));

@@ -17,10 +17,10 @@
 //   Whatever the in-place reading does not fully check (more than one request part, non-ASCII
 //   header names or values or metadata strings, which protobuf validates as UTF-8, the
 //   deprecated HttpHeaders.attributes, a namespace given twice, other keys or kinds of values in
-//   the namespaces read, malformed bytes) sends the whole message to protobuf's parser instead,
-//   so the result always equals `view_of(parsed message)` (but for `rest`'s metadata_context,
-//   which then lacks the two namespaces); false only when protobuf cannot parse the bytes
-//   either.
+//   the namespaces read, groups, malformed bytes, tags and lengths longer than protobuf's parser
+//   takes) sends the whole message to protobuf's parser instead, so the result always equals
+//   `view_of(parsed message)` (but for `rest`'s metadata_context, which then lacks the two
+//   namespaces); false only when protobuf cannot parse the bytes either.
 //
 // Protobuf semantics kept: a header's value is raw_value when non-empty, else value (what the
 // processor has always read); of a repeated singular field the last occurrence wins; repeated

@@ -318,6 +318,15 @@ TEST(RequestView, MalformedBytesAreRejectedAsProtobufRejectsThem) {
   expect_same_as_protobuf(std::string("\x00", 1));              // field number 0
   expect_same_as_protobuf(std::string("\x12\xff\xff\xff", 4));  // length past the end
   expect_same_as_protobuf(std::string("\x0b\x0c", 2));          // a group (field 1)
+  // Tags and lengths longer than 5 bytes, which CodedInputStream reads (dropping the high bits)
+  // and protobuf's parser rejects: a 9-byte tag in a response body, a 6-byte length of an unknown
+  // field in a request body and at the top level.
+  expect_same_as_protobuf(
+      std::string("\x2a\x10\x10\x10\x10\x65\x10\x10\xf0\xef\xef\xef\xfe\xfe\x94\xed\x1a\x76", 18));
+  expect_same_as_protobuf(std::string("\x22\x08\x2a\x81\x80\x80\x80\x80\x00x", 10));
+  expect_same_as_protobuf(std::string("\xa2\x01\x81\x80\x80\x80\x80\x00x", 9));
+  // An unknown group inside a request body: valid, and left to protobuf's parser.
+  expect_same_as_protobuf(std::string("\x22\x02\x2b\x2c", 4));
 }
 
 }  // namespace
