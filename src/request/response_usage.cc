@@ -150,11 +150,12 @@ std::size_t rfind_usage_key(std::string_view text, std::size_t from) {
   return std::string_view::npos;
 }
 
-// `{...}` of a body ending `"usage":{...}}` (with any JSON whitespace between the tokens); empty
-// when the body does not end so. When that text is one JSON object and the body is valid JSON,
-// the key is the root object's last member: the object's closing brace is followed only by the
-// root's, and `"usage"` followed by a colon is a key wherever it occurs (a quote inside a string
-// is escaped).
+// `{...}` of a body ending `{"usage":{...}}` or `,"usage":{...}}` (with any JSON whitespace
+// between the tokens); empty when the body does not end so. When that text is one JSON object and
+// the body is valid JSON, the key is the root object's last member: the object's closing brace is
+// followed only by the root's, and a quote after `{` or `,` opens a string (a quote inside a
+// string is escaped), so `"usage"` there followed by a colon is a key. Without that check a key
+// ending in `\"usage` (a quote in the key's name) would pass for it.
 std::string_view trailing_usage_object(std::string_view body) {
   std::string_view rest = json_scan::trimmed_range(body.data(), body.data() + body.size());
   if (rest.empty() || rest.back() != '}') return {};
@@ -163,6 +164,8 @@ std::string_view trailing_usage_object(std::string_view body) {
   const std::size_t key = rfind_usage_key(
       rest, rest.size() > kTrailingUsageWindow ? rest.size() - kTrailingUsageWindow : 0);
   if (key == std::string_view::npos) return {};
+  const std::string_view before = json_scan::trimmed_range(rest.data(), rest.data() + key);
+  if (before.empty() || (before.back() != '{' && before.back() != ',')) return {};
   std::size_t at = key + kUsageKey.size();
   auto skip_space = [&] {
     while (at < rest.size() && json_scan::is_json_space(rest[at])) ++at;

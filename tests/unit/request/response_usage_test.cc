@@ -231,6 +231,9 @@ TEST(ParseBodyUsageTest, ValidBodiesReadAsTheWholeBodyParserReadsThem) {
       R"({"usage":{"prompt_tokens":1},"usage" : { "prompt_tokens" : 2 } })",
       R"({"usage":{"prompt_tokens":1},"x":"\"usage\":{\"prompt_tokens\":5}"})",
       R"({"x":["\"usage\":{\"prompt_tokens\":5}"],"y":{}})",
+      // The last key's name ends with a quote and usage: it is not the usage key.
+      R"({"a":1,"x\"usage":{"prompt_tokens":5}})",
+      R"({"a":1,"x\\\"usage" : {"prompt_tokens":5}})",
       // The usage key further back than the window looked at: the whole body is read.
       R"({"usage":{"prompt_tokens":4,"x":")" + std::string(5000, 'a') + R"("}})",
   };
