@@ -28,6 +28,15 @@ if(INFERGATE_SANITIZE)
   target_link_options(infergate_options INTERFACE -fsanitize=address,undefined)
 endif()
 
+# Fuzzing builds (scripts/fuzz): every library gets libFuzzer's coverage instrumentation; the
+# fuzz targets link libFuzzer itself (tests/fuzz/CMakeLists.txt).
+if(INFERGATE_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "INFERGATE_FUZZ needs clang (libFuzzer): configure with CMAKE_CXX_COMPILER=clang++")
+  endif()
+  target_compile_options(infergate_options INTERFACE -fsanitize=fuzzer-no-link)
+endif()
+
 # infergate_module(NAME SOURCES ... DEPS ...): one static library per src/<module>.
 # Public headers are included as "<module>/<file>.h" from src/.
 function(infergate_module name)
