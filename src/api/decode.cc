@@ -317,7 +317,6 @@ std::optional<int64_t> read_int(Sink& sink, const json* value, const std::string
   return number;
 }
 
-constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kInt64Min = std::numeric_limits<int64_t>::min();
 constexpr int64_t kInt64Max = std::numeric_limits<int64_t>::max();
 
