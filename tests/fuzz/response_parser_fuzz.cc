@@ -66,14 +66,22 @@ struct Outcome {
   std::string body;
 };
 
-Outcome ours(const std::vector<std::string_view>& pieces, bool head_request) {
-  infergate::http::detail::ResponseParser parser;
+// Reads `pieces` with `parser` set up as the client sets its parser up; the rest of the outcome
+// is the caller's to fill in.
+template <typename Parser>
+Outcome read(Parser& parser, const std::vector<std::string_view>& pieces, bool head_request) {
   parser.body_limit(kBodyLimit);
   parser.skip(head_request);
   Outcome outcome;
   outcome.ec = feed(parser, pieces);
   outcome.header_done = parser.is_header_done();
   outcome.done = parser.is_done();
+  return outcome;
+}
+
+Outcome ours(const std::vector<std::string_view>& pieces, bool head_request) {
+  infergate::http::detail::ResponseParser parser;
+  Outcome outcome = read(parser, pieces, head_request);
   const infergate::http::ResponseHead& head = parser.head();
   outcome.status = head.status;
   outcome.fields = head.headers;
@@ -85,12 +93,7 @@ Outcome ours(const std::vector<std::string_view>& pieces, bool head_request) {
 
 Outcome beasts(const std::vector<std::string_view>& pieces, bool head_request) {
   bhttp::response_parser<bhttp::string_body> parser;
-  parser.body_limit(kBodyLimit);
-  parser.skip(head_request);
-  Outcome outcome;
-  outcome.ec = feed(parser, pieces);
-  outcome.header_done = parser.is_header_done();
-  outcome.done = parser.is_done();
+  Outcome outcome = read(parser, pieces, head_request);
   const auto& message = parser.get();
   outcome.status = message.result_int();
   for (const auto& field : message) {
