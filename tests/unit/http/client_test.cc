@@ -26,6 +26,18 @@ namespace bhttp = boost::beast::http;
 
 const std::string kLoopback = "127.0.0.1";
 
+// Reads from `socket` until a whole request head has arrived; false on a read error.
+asio::awaitable<bool> read_request_head(tcp::socket& socket) {
+  std::string received;
+  char chunk[1024];
+  while (received.find("\r\n\r\n") == std::string::npos) {
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
+    if (ec) co_return false;
+    received.append(chunk, n);
+  }
+  co_return true;
+}
+
 // A scripted server: accepts one connection, waits for a request head, writes `reply` verbatim,
 // then closes (when `close_after`) or waits for the client to close.
 class ScriptedServer {
@@ -40,17 +52,12 @@ class ScriptedServer {
     if (accept_ec) {
       co_return;
     }
-    std::string received;
-    char chunk[1024];
-    while (received.find("\r\n\r\n") == std::string::npos) {
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
-      if (ec) {
-        co_return;
-      }
-      received.append(chunk, n);
+    if (!co_await read_request_head(socket)) {
+      co_return;
     }
     co_await asio::async_write(socket, asio::buffer(reply), kAsTuple);
     if (!close_after) {
+      char chunk[1024];
       while (true) {
         auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), kAsTuple);
         if (ec) {
@@ -422,13 +429,7 @@ TEST(HttpClientTest, BodyReadsFollowChunkFramingCutBetweenReads) {
                .is_ok()) {
         co_return false;
       }
-      std::string received;
-      char chunk[1024];
-      while (received.find("\r\n\r\n") == std::string::npos) {
-        auto [ec, n] = co_await server_side.async_read_some(asio::buffer(chunk), kAsTuple);
-        if (ec) co_return false;
-        received.append(chunk, n);
-      }
+      if (!co_await read_request_head(server_side)) co_return false;
       co_await asio::async_write(server_side, asio::buffer(reply), asio::use_awaitable);
       co_return (co_await connection.read_response_head(kTimeout)).ok();
     };
@@ -490,13 +491,7 @@ TEST(HttpClientTest, CloseWhileAReadCompletionIsQueuedLeavesItsStateIntact) {
 
     CO_ASSERT_TRUE(
         (co_await connection.send_request(make_request(bhttp::verb::get, "/"), kTimeout)).is_ok());
-    std::string received;
-    char chunk[1024];
-    while (received.find("\r\n\r\n") == std::string::npos) {
-      auto [ec, n] = co_await server_side.async_read_some(asio::buffer(chunk), kAsTuple);
-      CO_ASSERT_TRUE(!ec);
-      received.append(chunk, n);
-    }
+    CO_ASSERT_TRUE(co_await read_request_head(server_side));
     const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n";
     co_await asio::async_write(server_side, asio::buffer(head), asio::use_awaitable);
     auto response_head = co_await connection.read_response_head(kTimeout);
