@@ -46,7 +46,8 @@ constexpr auto kAsTuple = asio::as_tuple(asio::deferred);
 // Room for reading a response: Beast reads as much as the buffer has free (at least 512 bytes),
 // so a head and a small body usually arrive in one read.
 constexpr std::size_t kReadBufferBytes = 16 << 10;
-constexpr std::size_t kMaxReadBytes = 64 << 10;  // one read's limit, as Beast's
+constexpr std::size_t kMaxReadBytes = 64 << 10;         // one read's limit, as Beast's
+constexpr std::size_t kMaxResponseHeadBytes = 8 << 10;  // as Beast's parser's default limit
 
 // When a step must finish, and the budget to name in a timeout message. A step that needs no
 // wait (the bytes are buffered already, or the socket takes a write at once) needs no deadline:
@@ -249,9 +250,8 @@ struct ClientConnection::Impl {
       // Beast's read rules (an end of stream before any byte, a partial head at EOF), read
       // straight from the socket rather than through Beast's composed operation.
       error_code ec;
-      while (!wire::parse_buffered(
-                 *parser, buffer, [](const auto& p) { return p.is_header_done(); }, ec) &&
-             !ec) {
+      wire::HeadProgress head_progress;
+      while (!wire::parse_head(*parser, buffer, kMaxResponseHeadBytes, head_progress, ec) && !ec) {
         deadline.expires_at(timeout.resolve());
         auto [read_ec, bytes] = co_await socket.async_read_some(
             buffer.prepare(beast::read_size(buffer, kMaxReadBytes)), kAsTuple);

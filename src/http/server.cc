@@ -52,7 +52,7 @@ namespace {
 // Deferred operations are awaited in place (no coroutine frame per operation, as use_awaitable
 // makes); as_tuple: errors are values.
 constexpr auto kAsTuple = asio::as_tuple(asio::deferred);
-// Size of the read that waits for the first byte of the next request.
+// Size of each read of a request head (the first of which waits for the next request).
 constexpr std::size_t kFirstReadBytes = 16 << 10;
 // While a handler runs, bytes of a pipelined next request are buffered up to this size so that a
 // disconnect behind them is still noticed; beyond it, only failed writes reveal a gone client.
@@ -316,12 +316,18 @@ asio::awaitable<Connection::ReadOutcome> Connection::read_request(
     }
   };
   error_code ec;
-  if (!wire::parse_buffered(
-          parser, buffer_, [](const auto& p) { return p.is_header_done(); }, ec) &&
-      !ec) {
+  wire::HeadProgress head_progress;
+  while (!wire::parse_head(parser, buffer_, options_.header_limit_bytes, head_progress, ec) &&
+         !ec) {
     before_io();
-    auto [header_ec, bytes] = co_await bhttp::async_read_header(socket_, buffer_, parser, kAsTuple);
-    ec = header_ec;
+    auto [read_ec, bytes] =
+        co_await socket_.async_read_some(buffer_.prepare(kFirstReadBytes), kAsTuple);
+    if (read_ec) {
+      // Beast's read rule: the end of the stream inside a message cuts the message short.
+      ec = read_ec == asio::error::eof ? bhttp::error::partial_message : read_ec;
+      break;
+    }
+    buffer_.commit(bytes);
   }
   if (!ec && options_.max_header_fields != 0 &&
       static_cast<std::size_t>(std::distance(parser.get().begin(), parser.get().end())) >

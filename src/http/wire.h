@@ -49,6 +49,63 @@ bool parse_buffered(Parser& parser, boost::beast::flat_buffer& buffer, Done done
   return true;
 }
 
+// How far the reading of one message head has come (parse_head); a new one for every head.
+struct HeadProgress {
+  std::size_t parsed = 0;   // bytes of the head the parser has taken (its start line, whole fields)
+  std::size_t scanned = 0;  // bytes after those already searched for the head's end
+};
+
+// Feeds `parser` the message head at the front of `buffer`, without I/O, and bounds the head as a
+// whole by `header_limit` bytes: true once the parser has read the head; false when more bytes
+// are needed (`ec` clear) or on an error (`ec` set, as an asynchronous read would set it). Works
+// around two faults of Beast's parser (Boost 1.81):
+// - Its header limit bounds the bytes it looks at in one call, not the head: the lines it takes
+//   in its first call do not count towards the limit in later ones, so depending on how the
+//   bytes arrive a head of up to about three times the limit passes. Here it is given no more
+//   than what is left of the limit, and a head that does not end within it is rejected
+//   (header_limit).
+// - Given a head in pieces it can lose where the head ends: a start line whose version is shorter
+//   than 8 bytes makes it ask for more bytes although the head's blank line is there, after which
+//   it looks for the blank line only past the bytes it has seen, and asks for more forever. A
+//   parser that asks for more while it was given a whole head has met a malformed head
+//   (bad_version).
+template <typename Parser>
+bool parse_head(Parser& parser, boost::beast::flat_buffer& buffer, std::size_t header_limit,
+                HeadProgress& progress, boost::system::error_code& ec) {
+  namespace bhttp = boost::beast::http;
+  const auto given = [&] {
+    return std::string_view(static_cast<const char*>(buffer.data().data()),
+                            std::min(buffer.size(), header_limit - progress.parsed));
+  };
+  while (!parser.is_header_done()) {
+    const std::string_view bytes = given();
+    if (bytes.empty()) break;
+    const std::size_t used = parser.put(asio::buffer(bytes.data(), bytes.size()), ec);
+    buffer.consume(used);
+    progress.parsed += used;
+    progress.scanned = progress.scanned > used ? progress.scanned - used : 0;
+    if (ec == bhttp::error::need_more) {
+      ec = {};
+      break;
+    }
+    if (ec) return false;
+    if (used == 0) break;
+  }
+  if (parser.is_header_done()) return true;
+  // The parser keeps none of a head's bytes it has not taken: they are all in the buffer.
+  constexpr std::string_view kHeadEnd = "\r\n\r\n";
+  const std::string_view bytes = given();
+  const std::size_t from =
+      progress.scanned < kHeadEnd.size() ? 0 : progress.scanned - (kHeadEnd.size() - 1);
+  if (bytes.find(kHeadEnd, from) != std::string_view::npos) {
+    ec = bhttp::error::bad_version;
+  } else if (bytes.size() == header_limit - progress.parsed) {
+    ec = bhttp::error::header_limit;
+  }
+  progress.scanned = bytes.size();
+  return false;
+}
+
 // Writes what a socket in non-blocking mode takes at once: the bytes written (all of them when
 // the socket's send buffer has room, as it usually has for a message head and a small body).
 // Then the asynchronous write is needed only for the rest, if any: no wait, no timer and no round

@@ -1,6 +1,6 @@
 // Model servers' HTTP/1.1 responses, as the gateway's client reads them: the ResponseParser of
 // http/response_parser.h, a Beast basic_parser that fills a ResponseHead instead of Beast's
-// basic_fields.
+// basic_fields, given the head through wire::parse_head as the client gives it.
 // Input: one byte choosing the cut of the pieces (and, by its top bit, a HEAD request's
 // response, whose body is skipped), then the bytes of the response.
 // Properties (differential): fed whole, or in pieces, it ends as Beast's own response_parser fed
@@ -20,6 +20,7 @@
 
 #include "fuzz/fuzz_input.h"
 #include "http/response_parser.h"
+#include "http/wire.h"
 
 namespace {
 
@@ -28,27 +29,31 @@ using infergate::fuzz::require;
 namespace bhttp = boost::beast::http;
 using boost::system::error_code;
 
-constexpr std::uint64_t kBodyLimit = 1 << 20;
+namespace wire = infergate::http::wire;
 
-// Feeds `pieces` to `parser` as the client's read loop does (unparsed bytes stay buffered for the
-// next put), then the end of the stream (end_of_stream when nothing came, as the client has it);
-// the first error, or none.
+constexpr std::uint64_t kBodyLimit = 1 << 20;
+constexpr std::size_t kHeadLimit = 8 << 10;  // the client's
+
+// Feeds `pieces` to `parser` as the client's read loop does (the head through wire::parse_head,
+// with the client's head limit; unparsed bytes stay buffered for the next piece), then the end
+// of the stream (end_of_stream when nothing came, as the client has it); the first error, or none.
 template <typename Parser>
 error_code feed(Parser& parser, const std::vector<std::string_view>& pieces) {
-  std::string buffered;
+  boost::beast::flat_buffer buffer;
+  wire::HeadProgress head_progress;
   error_code ec;
   for (std::string_view piece : pieces) {
-    buffered.append(piece);
-    while (!buffered.empty() && !parser.is_done()) {
-      const std::size_t used = parser.put(boost::asio::buffer(buffered), ec);
-      buffered.erase(0, used);
-      if (ec == bhttp::error::need_more) {
-        ec = {};
-        break;
-      }
+    buffer.commit(
+        boost::asio::buffer_copy(buffer.prepare(piece.size()), boost::asio::buffer(piece)));
+    if (!wire::parse_head(parser, buffer, kHeadLimit, head_progress, ec)) {
       if (ec) return ec;
+      continue;
     }
-    if (parser.is_done()) return {};
+    if (wire::parse_buffered(
+            parser, buffer, [](const auto& p) { return p.is_done(); }, ec)) {
+      return {};
+    }
+    if (ec) return ec;
   }
   if (!parser.got_some()) return bhttp::error::end_of_stream;
   parser.put_eof(ec);

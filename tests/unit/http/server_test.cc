@@ -224,6 +224,17 @@ TEST_F(HttpServerTest, MalformedRequestLineGets400AndClose) {
   EXPECT_EQ(stats().requests, 0u);
 }
 
+TEST_F(HttpServerTest, HeadWithAVersionTooShortToReadGets400) {
+  start(echo);
+  run([&]() -> asio::awaitable<void> {
+    // Beast's parser alone asks for more bytes after "1.1\r\n\r\n" (it reads a version as 8).
+    const std::string reply = co_await raw_exchange(port(), "GET / 1.1\r\n\r\n");
+    EXPECT_TRUE(reply.starts_with("HTTP/1.1 400 Bad Request\r\n")) << reply;
+  });
+  EXPECT_EQ(stats().bad_requests, 1u);
+  EXPECT_EQ(stats().read_timeouts, 0u);
+}
+
 TEST_F(HttpServerTest, ConnectionCloseIsHonoured) {
   start(echo);
   run([&]() -> asio::awaitable<void> {
