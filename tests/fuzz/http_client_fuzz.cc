@@ -12,13 +12,11 @@
 // open, a second request on it reads the next response from the bytes that are left, the same
 // way; after one that does not, the connection is closed.
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -34,6 +32,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_input.h"
+#include "fuzz/loopback.h"
 #include "http/client.h"
 #include "http/wire.h"
 
@@ -169,18 +168,7 @@ void require_read(const Read& read, const Expected& expected) {
 // Accepts one connection, sends `writes`, ends its sending side and reads until the client goes.
 asio::awaitable<void> peer(tcp::acceptor& acceptor, std::vector<std::string_view> writes) {
   tcp::socket socket = co_await acceptor.async_accept(asio::use_awaitable);
-  const auto as_tuple = asio::as_tuple(asio::use_awaitable);
-  for (std::string_view piece : writes) {
-    auto [ec, written] = co_await asio::async_write(socket, asio::buffer(piece), as_tuple);
-    if (ec) break;
-  }
-  error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_send, ignored);
-  char chunk[4096];
-  while (true) {
-    auto [ec, bytes] = co_await socket.async_read_some(asio::buffer(chunk), as_tuple);
-    if (ec) break;
-  }
+  co_await infergate::fuzz::send_then_read_to_end(socket, std::move(writes));
 }
 
 // The client's side: one request, and a second when the first response keeps the connection

@@ -14,13 +14,11 @@
 // error in a head that never ends may be found only at the header limit (431) or not at all, and
 // an interim 100 Continue may come before a body. The server's counters count what it answered.
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -36,6 +34,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_input.h"
+#include "fuzz/loopback.h"
 #include "http/server.h"
 
 namespace {
@@ -182,25 +181,13 @@ std::vector<Expected> expected_answers(std::string_view bytes, const http::Serve
   return answers;
 }
 
-// Sends `writes`, ends the sending side, and reads what the server sends until it closes.
+// Sends `writes` as a client, and keeps what the server sends until it closes.
 asio::awaitable<void> talk(std::uint16_t port, std::vector<std::string_view> writes,
                            std::string& received) {
   tcp::socket socket(co_await asio::this_coro::executor);
   co_await socket.async_connect({asio::ip::make_address("127.0.0.1"), port}, asio::use_awaitable);
   socket.set_option(tcp::no_delay(true));
-  const auto as_tuple = asio::as_tuple(asio::use_awaitable);
-  for (std::string_view piece : writes) {
-    auto [ec, written] = co_await asio::async_write(socket, asio::buffer(piece), as_tuple);
-    if (ec) break;  // the server closed after answering; what it sent is still read below
-  }
-  error_code ignored;
-  socket.shutdown(tcp::socket::shutdown_send, ignored);
-  char chunk[4096];
-  while (true) {
-    auto [ec, bytes] = co_await socket.async_read_some(asio::buffer(chunk), as_tuple);
-    if (ec) break;
-    received.append(chunk, bytes);
-  }
+  received = co_await infergate::fuzz::send_then_read_to_end(socket, std::move(writes));
 }
 
 // One answer read off the front of `received` (an answer to HEAD without a body).
