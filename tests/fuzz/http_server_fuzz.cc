@@ -19,6 +19,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -36,6 +37,7 @@
 #include "fuzz/fuzz_input.h"
 #include "fuzz/loopback.h"
 #include "http/server.h"
+#include "http/wire.h"
 
 namespace {
 
@@ -44,6 +46,7 @@ using infergate::fuzz::require;
 namespace asio = boost::asio;
 namespace bhttp = boost::beast::http;
 namespace http = infergate::http;
+namespace wire = infergate::http::wire;
 using tcp = asio::ip::tcp;
 using boost::system::error_code;
 
@@ -105,59 +108,48 @@ struct Expected {
   std::string echo;           // for 200
   bool head_request = false;  // the answer has no body
   bool keep_alive = true;     // for 200: the request keeps the connection open
-  // An error in a head whose end is not in the bytes (or past the header limit): the parser finds
-  // it at once only when it gets those bytes at once. Given them in pieces it waits for the head's
-  // end, which does not come, and rejects the head only once it reaches the header limit (431), so
-  // the answer may also be that, or none.
+  // A malformed head whose end is not in the bytes (or past the header limit): the parser finds
+  // the fault at once only when it gets those bytes at once. Given them in pieces it waits for the
+  // head's end, which does not come, and rejects the head only once it reaches the header limit
+  // (431), so the answer may also be that, or none.
   bool head_unended = false;
 };
 
-// Parses one request off the front of `bytes` as the server does: header first, then the field
-// count, then the body. nullopt when the bytes end inside the request (the server closes without
-// an answer).
+// Parses one request off the front of `bytes` as the server does, given them at once: the head
+// through wire::parse_head, then the field count, then the body. nullopt when the bytes end
+// inside the request (the server closes without an answer).
 std::optional<Expected> next_expected(std::string_view& bytes, const http::ServerOptions& options,
                                       bool streamed) {
   bhttp::request_parser<bhttp::string_body> parser;
   parser.body_limit(options.body_limit_bytes);
   parser.header_limit(static_cast<std::uint32_t>(options.header_limit_bytes));
-  error_code ec;
-  // The head, of which the parser is given no more than the header limit allows
-  // (wire::parse_head).
+  boost::beast::flat_buffer buffer;
+  buffer.commit(asio::buffer_copy(buffer.prepare(bytes.size()), asio::buffer(bytes)));
+  const auto take_parsed = [&] { bytes = bytes.substr(bytes.size() - buffer.size()); };
+  // Whether the head's end is within the limit (the parser sees no further).
   const std::size_t head_end = bytes.find("\r\n\r\n");
   const bool head_ends =
       head_end != std::string_view::npos && head_end + 4 <= options.header_limit_bytes;
-  std::size_t head_parsed = 0;
-  while (!ec && !parser.is_header_done()) {
-    const std::string_view given = bytes.substr(0, options.header_limit_bytes - head_parsed);
-    const std::size_t used =
-        given.empty() ? 0 : parser.put(asio::buffer(given.data(), given.size()), ec);
-    bytes.remove_prefix(used);
-    head_parsed += used;
-    if (!ec && used == 0) ec = bhttp::error::need_more;
-    if (ec == bhttp::error::need_more && used > 0) ec = {};
-  }
-  if (ec == bhttp::error::need_more) {
-    // A whole head the parser still asks more for is malformed; one that does not end within
-    // the limit is too large; else the bytes end inside the head.
-    if (head_ends) return Expected{.status = 400};
-    if (bytes.size() >= options.header_limit_bytes - head_parsed) return Expected{.status = 431};
-    return std::nullopt;
-  }
-  if (ec && !head_ends) {
-    return Expected{.status = ec == bhttp::error::header_limit ? 431u : 400u, .head_unended = true};
+  error_code ec;
+  wire::HeadProgress head_progress;
+  const bool head_read =
+      wire::parse_head(parser, buffer, options.header_limit_bytes, head_progress, ec);
+  take_parsed();
+  if (!head_read && !ec) return std::nullopt;
+  if (ec && ec != bhttp::error::header_limit && !head_ends) {
+    return Expected{.status = 400, .head_unended = true};
   }
   if (!ec && options.max_header_fields != 0 &&
       static_cast<std::size_t>(std::distance(parser.get().begin(), parser.get().end())) >
           options.max_header_fields) {
     return Expected{.status = 431};
   }
-  while (!ec && !parser.is_done()) {
-    const std::size_t used = parser.put(asio::buffer(bytes.data(), bytes.size()), ec);
-    bytes.remove_prefix(used);
-    if (!ec && used == 0) ec = bhttp::error::need_more;  // the server reads on, and finds the end
-    if (ec == bhttp::error::need_more && used > 0) ec = {};
+  if (!ec) {
+    const bool body_read = wire::parse_buffered(
+        parser, buffer, [](const auto& p) { return p.is_done(); }, ec);
+    take_parsed();
+    if (!body_read && !ec) return std::nullopt;
   }
-  if (ec == bhttp::error::need_more) return std::nullopt;
   if (ec == bhttp::error::body_limit) return Expected{.status = 413};
   if (ec == bhttp::error::header_limit) return Expected{.status = 431};
   if (ec) return Expected{.status = 400};
