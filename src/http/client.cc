@@ -46,8 +46,10 @@ constexpr auto kAsTuple = asio::as_tuple(asio::deferred);
 // Room for reading a response: Beast reads as much as the buffer has free (at least 512 bytes),
 // so a head and a small body usually arrive in one read.
 constexpr std::size_t kReadBufferBytes = 16 << 10;
-constexpr std::size_t kMaxReadBytes = 64 << 10;         // one read's limit, as Beast's
-constexpr std::size_t kMaxResponseHeadBytes = 8 << 10;  // as Beast's parser's default limit
+constexpr std::size_t kMaxReadBytes = 64 << 10;  // one read's limit, as Beast's
+// Largest response head (Beast's parser's default, set on every parser and given to
+// wire::parse_head, so that both bound the same head).
+constexpr std::uint32_t kMaxResponseHeadBytes = 8 << 10;
 
 // When a step must finish, and the budget to name in a timeout message. A step that needs no
 // wait (the bytes are buffered already, or the socket takes a write at once) needs no deadline:
@@ -244,6 +246,7 @@ struct ClientConnection::Impl {
     while (true) {
       parser.emplace();
       parser->body_limit(body_limit);
+      parser->header_limit(kMaxResponseHeadBytes);
       if (head_request) {
         parser->skip(true);
       }
