@@ -18,8 +18,6 @@
 #include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/error.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/write.hpp>
 #include <optional>
@@ -317,8 +315,16 @@ struct ClientConnection::Impl {
       }
       if (!ec && !parsed) {
         deadline.expires_at(timeout.resolve());
-        auto [read_ec, bytes] = co_await bhttp::async_read_some(socket, buffer, *parser, kAsTuple);
-        ec = read_ec ? finished(read_ec) : read_ec;
+        auto [read_ec, bytes] = co_await socket.async_read_some(
+            buffer.prepare(beast::read_size(buffer, kMaxReadBytes)), kAsTuple);
+        if (read_ec == asio::error::eof) {
+          parser->put_eof(ec);  // the end of a body that ends with the connection, or too soon
+        } else if (read_ec) {
+          ec = finished(read_ec);
+        } else {
+          buffer.commit(bytes);
+          continue;
+        }
       }
       if (ec) {
         close();

@@ -19,12 +19,11 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/read_size.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/message.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/http/status.hpp>
 #include <charconv>
@@ -39,6 +38,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/text.h"
+#include "http/request_parser.h"
 #include "http/wire.h"
 
 namespace infergate::http {
@@ -54,6 +54,8 @@ namespace {
 constexpr auto kAsTuple = asio::as_tuple(asio::deferred);
 // Size of each read of a request head (the first of which waits for the next request).
 constexpr std::size_t kFirstReadBytes = 16 << 10;
+// Largest read of a request body that did not come with its head (Beast's reads' limit).
+constexpr std::size_t kBodyReadBytes = 64 << 10;
 // While a handler runs, bytes of a pipelined next request are buffered up to this size so that a
 // disconnect behind them is still noticed; beyond it, only failed writes reveal a gone client.
 constexpr std::size_t kMaxWatchedPipelineBytes = 64 << 10;
@@ -189,7 +191,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   enum class CloseMode { kImmediate, kGraceful };
 
   asio::awaitable<void> serve();
-  asio::awaitable<ReadOutcome> read_request(bhttp::request_parser<bhttp::string_body>& parser);
+  asio::awaitable<ReadOutcome> read_request(detail::RequestParser& parser);
   // `keep_alive`: the request lets the connection stay open (as the parser found).
   asio::awaitable<void> handle(Request& request, bool keep_alive);
   asio::awaitable<void> close(CloseMode mode);
@@ -267,7 +269,7 @@ asio::awaitable<void> Connection::serve() {
     first_request = false;
     phase_ = Phase::kReading;
 
-    bhttp::request_parser<bhttp::string_body> parser;
+    detail::RequestParser parser;
     parser.body_limit(options_.body_limit_bytes);
     parser.header_limit(static_cast<std::uint32_t>(std::min<std::size_t>(
         options_.header_limit_bytes, std::numeric_limits<std::uint32_t>::max())));
@@ -302,8 +304,7 @@ asio::awaitable<void> Connection::serve() {
   co_await close(close_mode);
 }
 
-asio::awaitable<Connection::ReadOutcome> Connection::read_request(
-    bhttp::request_parser<bhttp::string_body>& parser) {
+asio::awaitable<Connection::ReadOutcome> Connection::read_request(detail::RequestParser& parser) {
   // The deadline cancels a read that takes too long, and a slow client still gets its 408. It is
   // set (a clock read) only before the first socket operation: usually the whole request is in
   // the buffer already, read by the wait for its first byte (which arrived just now, so the
@@ -346,13 +347,18 @@ asio::awaitable<Connection::ReadOutcome> Connection::read_request(
           co_await asio::async_write(socket_, asio::buffer(kContinueResponse), kAsTuple);
       ec = write_ec;
     }
-    if (!ec &&
-        !wire::parse_buffered(
-            parser, buffer_, [](const auto& p) { return p.is_done(); }, ec) &&
-        !ec) {
+    while (!ec &&
+           !wire::parse_buffered(
+               parser, buffer_, [](const auto& p) { return p.is_done(); }, ec) &&
+           !ec) {
       before_io();
-      auto [body_ec, body_bytes] = co_await bhttp::async_read(socket_, buffer_, parser, kAsTuple);
-      ec = body_ec;
+      auto [read_ec, bytes] = co_await socket_.async_read_some(
+          buffer_.prepare(beast::read_size(buffer_, kBodyReadBytes)), kAsTuple);
+      if (read_ec) {
+        ec = read_ec == asio::error::eof ? bhttp::error::partial_message : read_ec;
+        break;
+      }
+      buffer_.commit(bytes);
     }
   }
   const bool timed_out = deadline_.expired();

@@ -1,6 +1,6 @@
 // Model servers' HTTP/1.1 responses, as the gateway's client reads them: the ResponseParser of
-// http/response_parser.h, a Beast basic_parser that fills a ResponseHead instead of Beast's
-// basic_fields, given the head through wire::parse_head as the client gives it.
+// http/response_parser.h (a plain reader for plain heads, a Beast basic_parser that fills a
+// ResponseHead for the others), given the head through wire::parse_head as the client gives it.
 // Input: one byte choosing the cut of the pieces (and, by its top bit, a HEAD request's
 // response, whose body is skipped), then the bytes of the response.
 // Properties (differential): fed whole, or in pieces, it ends as Beast's own response_parser fed
@@ -8,7 +8,6 @@
 // same order, chunked flag and keep-alive once the head is read, and the same body once it is
 // whole; a response read whole without error reads the same in pieces.
 
-#include <boost/asio/buffer.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <cstddef>
@@ -19,8 +18,8 @@
 #include <vector>
 
 #include "fuzz/fuzz_input.h"
+#include "fuzz/parser_feed.h"
 #include "http/response_parser.h"
-#include "http/wire.h"
 
 namespace {
 
@@ -29,33 +28,16 @@ using infergate::fuzz::require;
 namespace bhttp = boost::beast::http;
 using boost::system::error_code;
 
-namespace wire = infergate::http::wire;
-
 constexpr std::uint64_t kBodyLimit = 1 << 20;
 constexpr std::size_t kHeadLimit = 8 << 10;  // the client's
 
-// Feeds `pieces` to `parser` as the client's read loop does (the head through wire::parse_head,
-// with the client's head limit; unparsed bytes stay buffered for the next piece), then the end
-// of the stream (end_of_stream when nothing came, as the client has it); the first error, or none.
+// Feeds `pieces` to `parser` as the client's read loop does, then the end of the stream
+// (end_of_stream when nothing came, as the client has it); the first error, or none.
 template <typename Parser>
 error_code feed(Parser& parser, const std::vector<std::string_view>& pieces) {
-  boost::beast::flat_buffer buffer;
-  wire::HeadProgress head_progress;
-  error_code ec;
-  for (std::string_view piece : pieces) {
-    buffer.commit(
-        boost::asio::buffer_copy(buffer.prepare(piece.size()), boost::asio::buffer(piece)));
-    if (!wire::parse_head(parser, buffer, kHeadLimit, head_progress, ec)) {
-      if (ec) return ec;
-      continue;
-    }
-    if (wire::parse_buffered(
-            parser, buffer, [](const auto& p) { return p.is_done(); }, ec)) {
-      return {};
-    }
-    if (ec) return ec;
-  }
+  if (auto ended = infergate::fuzz::feed_pieces(parser, pieces, kHeadLimit)) return *ended;
   if (!parser.got_some()) return bhttp::error::end_of_stream;
+  error_code ec;
   parser.put_eof(ec);
   return ec;
 }
