@@ -1,13 +1,15 @@
 #pragma once
 
-// Internal to the http module: the pieces of a reader for plain message heads, the kind nearly
-// every peer sends, that goes in front of Beast's parser. Beast's parser looks at each byte
-// through several calls and table lookups (30-40 instructions a byte); these loops test one table
-// entry a byte. A reader built on them takes a head only when all of it is at hand and every line
-// has the plain form below. On anything else (a head still arriving, folded lines, a byte out of
+// Internal to the http module: the pieces of the plain readers that go in front of Beast's parser
+// (request_parser.h, response_parser.h) for the plain heads nearly every peer sends. Beast's
+// parser looks at each byte through several calls and table lookups (30-40 instructions a byte);
+// these loops test one table entry a byte, or sixteen bytes at a time. A plain reader takes a head
+// only when all of it is at hand and every line has a plain form (its start line, and field lines
+// as scan_field reads them). On anything else (a head still arriving, folded lines, a byte out of
 // place, framing fields it leaves alone) it takes nothing, and Beast's parser reads the message
 // from its first byte as before. It never rejects: errors stay Beast's. So a head it takes is one
-// Beast's parser would read the same way, which the response_parser fuzz target checks.
+// Beast's parser would read the same way, which the request_parser and response_parser fuzz
+// targets check.
 
 #include <array>
 #if defined(__SSE2__)
