@@ -15,6 +15,7 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#include <boost/system/error_code.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -195,6 +196,28 @@ inline bool equals_lower(std::string_view text, std::string_view lower) {
     if ((text[i] | 0x20) != lower[i]) return false;
   }
   return true;
+}
+
+// Which reader reads a message, decided by its first bytes: the plain reader when it takes the
+// head, else Beast's parser (from the message's first byte).
+enum class Reader { kUndecided, kPlain, kBeast };
+
+// The put() of a parser with a plain reader in front of Beast's, from its steps:
+// `take_head(bytes)` (the size of the plain head taken, or 0), `put_body(bytes, ec)` for the bytes
+// after a plain head, `put_beast(ec)` for the bytes of a message left to Beast's parser.
+template <typename TakeHead, typename PutBody, typename PutBeast>
+std::size_t put_plain_first(Reader& reader, std::string_view bytes, boost::system::error_code& ec,
+                            TakeHead&& take_head, PutBody&& put_body, PutBeast&& put_beast) {
+  if (reader == Reader::kUndecided && !bytes.empty()) {
+    if (const std::size_t used = take_head(bytes)) {
+      reader = Reader::kPlain;
+      ec = {};
+      return used;
+    }
+    reader = Reader::kBeast;
+  }
+  if (reader == Reader::kPlain) return put_body(bytes, ec);
+  return put_beast(ec);
 }
 
 // The framing fields of a plain head, as Beast's parser reads them (basic_parser::do_field), in

@@ -12,11 +12,11 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/verb.hpp>
-#include <boost/optional/optional.hpp>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+#include <utility>
 
 #include "http/head_scan.h"
 #include "http/message.h"
@@ -44,36 +44,30 @@ class RequestParser {
   }
 
   std::size_t put(boost::asio::const_buffer buffer, boost::system::error_code& ec) {
-    const std::string_view bytes(static_cast<const char*>(buffer.data()), buffer.size());
-    if (reader_ == Reader::undecided && !bytes.empty()) {
-      if (const std::size_t used = take_head(bytes)) {
-        reader_ = Reader::plain;
-        ec = {};
-        return used;
-      }
-      reader_ = Reader::beast;
-    }
-    if (reader_ == Reader::plain) return put_body(bytes, ec);
-    return beast_.put(buffer, ec);
+    return head_scan::put_plain_first(
+        reader_, std::string_view(static_cast<const char*>(buffer.data()), buffer.size()), ec,
+        [this](std::string_view bytes) { return take_head(bytes); },
+        [this](std::string_view bytes, boost::system::error_code& body_ec) {
+          return put_body(bytes, body_ec);
+        },
+        [&](auto& beast_ec) { return beast_.put(buffer, beast_ec); });
   }
 
-  bool is_header_done() const { return reader_ == Reader::plain || beast_.is_header_done(); }
-  bool is_done() const { return reader_ == Reader::plain ? done_ : beast_.is_done(); }
+  bool is_header_done() const { return read_plain() || beast_.is_header_done(); }
+  bool is_done() const { return read_plain() ? done_ : beast_.is_done(); }
   // Whether the connection stays open after the request (Beast's basic_parser::keep_alive).
   bool keep_alive() const {
-    return reader_ == Reader::plain ? framing_.keep_alive(message_.version()) : beast_.keep_alive();
+    return read_plain() ? framing_.keep_alive(message_.version()) : beast_.keep_alive();
   }
   // Whether the plain reader (take_head) read the head rather than Beast's parser.
-  bool read_plain() const { return reader_ == Reader::plain; }
+  bool read_plain() const { return reader_ == head_scan::Reader::kPlain; }
 
-  Request& get() { return reader_ == Reader::plain ? message_ : beast_.get(); }
-  Request release() { return reader_ == Reader::plain ? std::move(message_) : beast_.release(); }
+  Request& get() { return read_plain() ? message_ : beast_.get(); }
+  Request release() { return read_plain() ? std::move(message_) : beast_.release(); }
 
  private:
   static constexpr std::uint32_t kDefaultHeaderLimit = 8 << 10;  // Beast's
   static constexpr std::uint64_t kDefaultBodyLimit = 1 << 20;    // Beast's for requests
-
-  enum class Reader { undecided, plain, beast };
 
   // Reads a plain head at the front of `bytes` as Beast's parser would: the head's size, or 0
   // (nothing read, nothing kept) when the head is not all there, not plain, or has a body that is
@@ -149,7 +143,7 @@ class RequestParser {
   }
 
   beast::http::request_parser<beast::http::string_body> beast_;
-  Reader reader_ = Reader::undecided;
+  head_scan::Reader reader_ = head_scan::Reader::kUndecided;
   Request message_;
   head_scan::Framing framing_;
   std::uint32_t header_limit_ = kDefaultHeaderLimit;

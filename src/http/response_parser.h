@@ -63,20 +63,14 @@ class ResponseParser {
   }
 
   std::size_t put(boost::asio::const_buffer buffer, error_code& ec) {
-    const std::string_view bytes(static_cast<const char*>(buffer.data()), buffer.size());
-    if (reader_ == Reader::undecided && !bytes.empty()) {
-      if (const std::size_t used = take_head(bytes)) {
-        reader_ = Reader::plain;
-        ec = {};
-        return used;
-      }
-      reader_ = Reader::beast;
-    }
-    if (reader_ == Reader::plain) return put_body(bytes, ec);
-    return beast_.put(buffer, ec);
+    return head_scan::put_plain_first(
+        reader_, std::string_view(static_cast<const char*>(buffer.data()), buffer.size()), ec,
+        [this](std::string_view bytes) { return take_head(bytes); },
+        [this](std::string_view bytes, error_code& body_ec) { return put_body(bytes, body_ec); },
+        [&](auto& beast_ec) { return beast_.put(buffer, beast_ec); });
   }
   void put_eof(error_code& ec) {
-    if (reader_ != Reader::plain) {
+    if (!read_plain()) {
       beast_.put_eof(ec);
       return;
     }
@@ -88,24 +82,24 @@ class ResponseParser {
     done_ = true;
   }
 
-  bool got_some() const { return reader_ == Reader::plain || beast_.got_some(); }
-  bool is_header_done() const { return reader_ == Reader::plain || beast_.is_header_done(); }
-  bool is_done() const { return reader_ == Reader::plain ? done_ : beast_.is_done(); }
+  bool got_some() const { return read_plain() || beast_.got_some(); }
+  bool is_header_done() const { return read_plain() || beast_.is_header_done(); }
+  bool is_done() const { return read_plain() ? done_ : beast_.is_done(); }
   // Whether the connection stays open after the response (Beast's basic_parser::keep_alive).
   bool keep_alive() const {
-    if (reader_ != Reader::plain) return beast_.keep_alive();
+    if (!read_plain()) return beast_.keep_alive();
     return framing_.keep_alive(version_) && !need_eof_;
   }
   // Whether the body ends with the connection.
-  bool need_eof() const { return reader_ == Reader::plain ? need_eof_ : beast_.need_eof(); }
+  bool need_eof() const { return read_plain() ? need_eof_ : beast_.need_eof(); }
   boost::optional<std::uint64_t> content_length() const {
-    if (reader_ != Reader::plain) return beast_.content_length();
+    if (!read_plain()) return beast_.content_length();
     return framing_.has_content_length() ? boost::optional<std::uint64_t>(framing_.content_length())
                                          : boost::none;
   }
 
   // Whether the plain reader (take_head) read the head rather than Beast's parser.
-  bool read_plain() const { return reader_ == Reader::plain; }
+  bool read_plain() const { return reader_ == head_scan::Reader::kPlain; }
 
   ResponseHead& head() { return head_; }
   // What the header says of keep-alive (Beast's message::keep_alive: the first Connection field).
@@ -168,8 +162,6 @@ class ResponseParser {
   };
 
   // Which parser reads the response: decided by its first bytes.
-  enum class Reader { undecided, plain, beast };
-
   // Adds a field whose value has no blanks around it.
   void add_field(bhttp::field name, std::string_view name_string, std::string_view trimmed) {
     Headers& headers = head_.headers;
@@ -309,7 +301,7 @@ class ResponseParser {
   }
 
   BeastParser beast_;
-  Reader reader_ = Reader::undecided;
+  head_scan::Reader reader_ = head_scan::Reader::kUndecided;
   ResponseHead head_;
   std::string body_;
   unsigned version_ = 11;
