@@ -161,7 +161,6 @@ class ResponseParser {
     ResponseParser& owner_;
   };
 
-  // Which parser reads the response: decided by its first bytes.
   // Adds a field whose value has no blanks around it.
   void add_field(bhttp::field name, std::string_view name_string, std::string_view trimmed) {
     Headers& headers = head_.headers;
@@ -196,8 +195,7 @@ class ResponseParser {
   // (nothing read, nothing kept) when the head is not all there, not plain, or its framing is not
   // one put_body reads. Plain: `HTTP/1.0` or `HTTP/1.1`, a status of three digits and a reason
   // of value characters; field lines as head_scan::scan_field reads them, the framing fields
-  // among them limited to one Content-Length of digits and one Connection of one token (other
-  // than `upgrade`); no Transfer-Encoding, Proxy-Connection or Upgrade.
+  // among them as head_scan::Framing takes them.
   std::size_t take_head(std::string_view bytes) {
     const char* const begin = bytes.data();
     const char* const end = begin + std::min<std::size_t>(bytes.size(), header_limit_);
