@@ -16,6 +16,7 @@
 #include <emmintrin.h>
 #endif
 #include <boost/system/error_code.hpp>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -162,16 +163,12 @@ inline bool scan_field(const char*& p, const char* end, Field& field) {
   return true;
 }
 
-// Reads a Content-Length value of 1 to 18 digits (no list, no overflow): false otherwise.
+// Reads a Content-Length value of digits only, as Beast's parser reads one (no list, no sign, no
+// overflow): false otherwise.
 inline bool scan_length(std::string_view value, std::uint64_t& length) {
-  if (value.empty() || value.size() > 18) return false;
-  std::uint64_t total = 0;
-  for (char c : value) {
-    if (c < '0' || c > '9') return false;
-    total = total * 10 + static_cast<std::uint64_t>(c - '0');
-  }
-  length = total;
-  return true;
+  const char* const end = value.data() + value.size();
+  const auto [stop, error] = std::from_chars(value.data(), end, length);
+  return !value.empty() && error == std::errc() && stop == end;
 }
 
 // ASCII case-insensitive comparison with `lower`, a lower-case name of letters and '-'. Setting
@@ -279,5 +276,21 @@ class Framing {
   bool keep_alive_ = false;
   std::uint64_t content_length_ = 0;
 };
+
+// Reads the field lines from `p` up to and past the blank line that ends the head, noting each in
+// `framing` and handing it to `on_field(field, kind)`: false as soon as a line is not plain or a
+// framing field is one to leave to Beast's parser.
+template <typename OnField>
+bool scan_fields(const char*& p, const char* end, Framing& framing, OnField&& on_field) {
+  while (!at_crlf(p, end)) {
+    Field field;
+    if (!scan_field(p, end, field)) return false;
+    const Framing::Kind kind = framing.note(field);
+    if (kind == Framing::Kind::kLeave) return false;
+    on_field(field, kind);
+  }
+  p += 2;
+  return true;
+}
 
 }  // namespace infergate::http::head_scan

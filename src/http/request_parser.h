@@ -54,7 +54,7 @@ class RequestParser {
   }
 
   bool is_header_done() const { return read_plain() || beast_.is_header_done(); }
-  bool is_done() const { return read_plain() ? done_ : beast_.is_done(); }
+  bool is_done() const { return read_plain() ? plain_body_done() : beast_.is_done(); }
   // Whether the connection stays open after the request (Beast's basic_parser::keep_alive).
   bool keep_alive() const {
     return read_plain() ? framing_.keep_alive(message_.version()) : beast_.keep_alive();
@@ -89,16 +89,12 @@ class RequestParser {
       return 0;
     }
     const char* p = target_end + kVersionLine;
-    while (!head_scan::at_crlf(p, end)) {
-      head_scan::Field field;
-      if (!head_scan::scan_field(p, end, field) ||
-          framing_.note(field) == head_scan::Framing::Kind::kLeave) {
-        forget_head();
-        return 0;
-      }
-      message_.insert(field.name, field.value);
+    if (!head_scan::scan_fields(p, end, framing_, [this](const head_scan::Field& field, auto) {
+          message_.insert(field.name, field.value);
+        })) {
+      forget_head();
+      return 0;
     }
-    p += 2;
     // Beast's framing of a request (basic_parser::finish_header), Transfer-Encoding left to it.
     if (framing_.has_content_length()) {
       const std::uint64_t length = framing_.content_length();
@@ -108,7 +104,6 @@ class RequestParser {
       }
       message_.body().reserve(static_cast<std::size_t>(length));
     }
-    done_ = framing_.content_length() == 0;
     const std::string_view method(begin, static_cast<std::size_t>(method_end - begin));
     const beast::http::verb verb = beast::http::string_to_verb(method);
     if (verb != beast::http::verb::unknown) {
@@ -127,10 +122,13 @@ class RequestParser {
     framing_ = {};
   }
 
+  // Whether the body after a plain head is whole (none when there is no Content-Length).
+  bool plain_body_done() const { return message_.body().size() == framing_.content_length(); }
+
   // The body after a plain head: Beast's parse_body (Content-Length).
   std::size_t put_body(std::string_view bytes, boost::system::error_code& ec) {
     ec = {};
-    if (done_) {
+    if (plain_body_done()) {
       ec = beast::http::error::stale_parser;
       return 0;
     }
@@ -138,7 +136,6 @@ class RequestParser {
     const std::size_t taken = static_cast<std::size_t>(
         std::min<std::uint64_t>(bytes.size(), framing_.content_length() - body.size()));
     body.append(bytes.data(), taken);
-    done_ = body.size() == framing_.content_length();
     return taken;
   }
 
@@ -148,7 +145,6 @@ class RequestParser {
   head_scan::Framing framing_;
   std::uint32_t header_limit_ = kDefaultHeaderLimit;
   std::uint64_t body_limit_ = kDefaultBodyLimit;
-  bool done_ = false;
 };
 
 }  // namespace infergate::http::detail

@@ -212,27 +212,22 @@ class ResponseParser {
     version_ = begin[7] == '1' ? 11 : 10;
     head_.status =
         static_cast<unsigned>((begin[9] - '0') * 100 + (begin[10] - '0') * 10 + (begin[11] - '0'));
-    while (!head_scan::at_crlf(p, end)) {
-      head_scan::Field field;
-      const head_scan::Framing::Kind kind = head_scan::scan_field(p, end, field)
-                                                ? framing_.note(field)
-                                                : head_scan::Framing::Kind::kLeave;
-      if (kind == head_scan::Framing::Kind::kLeave) {
-        forget_head();
-        return 0;
-      }
+    const auto on_field = [this](const head_scan::Field& field, head_scan::Framing::Kind kind) {
       add_field(kind == head_scan::Framing::Kind::kConnection ? bhttp::field::connection
                                                               : bhttp::field::unknown,
                 field.name, field.value);
+    };
+    if (!head_scan::scan_fields(p, end, framing_, on_field)) {
+      forget_head();
+      return 0;
     }
-    p += 2;
     // Beast's framing of a response (basic_parser::finish_header).
     const unsigned status = head_.status;
     if (skip_body_ || status / 100 == 1 || status == 204 || status == 304) {
       done_ = true;
     } else if (framing_.has_content_length()) {
       const std::uint64_t length = framing_.content_length();
-      if (body_limit_ && length > *body_limit_) {  // Beast's error to report
+      if ((body_limit_ && length > *body_limit_) || length > body_.max_size()) {  // Beast's error
         forget_head();
         return 0;
       }
