@@ -163,12 +163,12 @@ inline bool scan_field(const char*& p, const char* end, Field& field) {
   return true;
 }
 
-// Reads a Content-Length value of digits only, as Beast's parser reads one (no list, no sign, no
-// overflow): false otherwise.
+// Reads a Content-Length value of digits only, as Beast's parser reads one (not empty, no list,
+// no sign, no overflow): false otherwise. std::from_chars refuses an empty value by itself.
 inline bool scan_length(std::string_view value, std::uint64_t& length) {
   const char* const end = value.data() + value.size();
   const auto [stop, error] = std::from_chars(value.data(), end, length);
-  return !value.empty() && error == std::errc() && stop == end;
+  return error == std::errc() && stop == end;
 }
 
 // ASCII case-insensitive comparison with `lower`, a lower-case name of letters and '-'. Setting
