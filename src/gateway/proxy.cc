@@ -347,6 +347,45 @@ std::optional<UpstreamEndpoint> Proxy::begin_attempt(RequestState& state, Attemp
   return endpoint;
 }
 
+bool Proxy::attempt_failed(RequestState& state, std::string_view request_id,
+                           const std::string& host_port, ExchangeFailure failure,
+                           FailedAttempts& failed) {
+  spdlog::debug("gateway: request {} attempt {} at {} failed: {}", request_id,
+                state.record.attempts, host_port, failure.status.message());
+  record_failure(host_port, failure.kind);
+  state.record.error = failure.status.message();
+  const bool retryable = is_retryable(failure.kind);
+  failed.last_failure = std::move(failure);
+  failed.kept_response.reset();
+  return retryable;
+}
+
+void Proxy::attempt_answered_error(RequestState& state, KeptResponse kept, bool complete,
+                                   UpstreamExchange& exchange, FailedAttempts& failed) {
+  if (complete) pool_.release(current_shard(), kept.endpoint, std::move(exchange.connection));
+  record_failure(kept.endpoint, AttemptFailure::kServerError);
+  state.record.error = fmt::format("{} answered {}", kept.endpoint, kept.head.status);
+  if (complete) {
+    failed.kept_response = std::move(kept);
+    failed.last_failure.reset();
+  } else {
+    failed.last_failure = ExchangeFailure{
+        AttemptFailure::kReset, Status(502, fmt::format("{} answered {} with an unreadable body",
+                                                        kept.endpoint, kept.head.status))};
+    failed.kept_response.reset();
+  }
+}
+
+void Proxy::attempt_answered(const std::string& host_port, unsigned status,
+                             const AttemptPlan& plan) {
+  if (status >= 500) {
+    record_failure(host_port, AttemptFailure::kServerError);
+    if (plan.attempted().size() > 1) metrics_.count_error("all_attempts_failed");
+  } else {
+    health_.record_success(host_port);
+  }
+}
+
 asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& request,
                                      http::ResponseWriter& writer, director::Headers headers,
                                      const RouteFunction& route) {
@@ -389,8 +428,7 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
 
   AttemptPlan plan(options_.max_retries);
   plan.set_destinations(routed.destination());
-  std::optional<ExchangeFailure> last_failure;
-  std::optional<KeptResponse> kept_response;
+  FailedAttempts failed;
   bool timed_out = false;
   while (true) {
     std::optional<std::string> next = plan.next();
@@ -422,13 +460,7 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
       co_return;
     }
     if (auto* failure = std::get_if<ExchangeFailure>(&outcome)) {
-      spdlog::debug("gateway: request {} attempt {} at {} failed: {}", routed.request_id(),
-                    state.record.attempts, *next, failure->status.message());
-      record_failure(*next, failure->kind);
-      state.record.error = failure->status.message();
-      last_failure = std::move(*failure);
-      kept_response.reset();
-      if (!is_retryable(last_failure->kind)) break;
+      if (!attempt_failed(state, routed.request_id(), *next, std::move(*failure), failed)) break;
       continue;
     }
     UpstreamExchange& exchange = std::get<UpstreamExchange>(outcome);
@@ -440,51 +472,35 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
         client_gone(state, &routed);
         co_return;
       }
-      if (complete) pool_.release(current_shard(), *next, std::move(exchange.connection));
-      record_failure(*next, AttemptFailure::kServerError);
-      state.record.error = fmt::format("{} answered {}", *next, kept.head.status);
-      if (!complete) {
-        kept_response.reset();
-        last_failure = ExchangeFailure{AttemptFailure::kReset,
-                                       Status(502, fmt::format("{} answered {} with an unreadable "
-                                                               "body",
-                                                               *next, kept.head.status))};
-      } else {
-        kept_response = std::move(kept);
-        last_failure.reset();
-      }
+      attempt_answered_error(state, std::move(kept), complete, exchange, failed);
       continue;
     }
-    if (exchange.head.status >= 500) {
-      record_failure(*next, AttemptFailure::kServerError);
-      if (plan.attempted().size() > 1) metrics_.count_error("all_attempts_failed");
-    } else {
-      health_.record_success(*next);
-    }
+    attempt_answered(*next, exchange.head.status, plan);
     co_await relay(state, writer, routed, exchange, cancel, *endpoint);
     co_return;
   }
 
   // Every attempt failed (or there was nowhere to go).
   if (plan.attempted().size() > 1) metrics_.count_error("all_attempts_failed");
-  if (kept_response) {
+  if (failed.kept_response) {
     // The model server's own error, relayed as it was sent.
-    http::ResponseHead& head = kept_response->head;
+    KeptResponse& kept = *failed.kept_response;
+    http::ResponseHead& head = kept.head;
     const std::optional<std::string_view> upstream_type =
         http::find_header(head.headers, "content-type");
     routed.on_response_head(static_cast<int>(head.status), upstream_type);
-    routed.on_served_endpoint(kept_response->endpoint);
+    routed.on_served_endpoint(kept.endpoint);
     std::string body;
-    routed.on_response_body(kept_response->body, true, body);
+    routed.on_response_body(kept.body, true, body);
     const std::string content_type(upstream_type.value_or(""));
     http::Headers extra = relayed_response_headers(std::move(head.headers));
     state.record.status = head.status;
-    state.record.endpoint = kept_response->endpoint;
+    state.record.endpoint = kept.endpoint;
     co_await writer.send(head.status, content_type, std::move(body), std::move(extra));
     co_return;
   }
   routed.finish(false);
-  if (timed_out || !last_failure) {
+  if (timed_out || !failed.last_failure) {
     const Status status = timed_out
                               ? Status(504, fmt::format("the request did not complete within {} ms",
                                                         state.request_timeout.count()))
@@ -493,7 +509,7 @@ asio::awaitable<void> Proxy::forward(RequestState& state, const http::Request& r
                          false);
     co_return;
   }
-  const Status status = final_status(*last_failure, state.record.attempts);
+  const Status status = final_status(*failed.last_failure, state.record.attempts);
   // The attempt's reason was counted already; the director counts the answer.
   director.count_error(status, state.record.model, state.record.target_model);
   state.record.status = static_cast<unsigned>(status.http_status());

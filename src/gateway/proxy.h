@@ -90,6 +90,10 @@ struct ExtProcError;
 }  // namespace infergate::extproc
 
 namespace infergate::gateway {
+namespace proxy_detail {
+struct KeptResponse;
+struct FailedAttempts;
+}  // namespace proxy_detail
 
 struct ProxyOptions {
   std::chrono::milliseconds connect_timeout{5000};       // --connect-timeout
@@ -202,6 +206,19 @@ class Proxy {
   std::optional<UpstreamEndpoint> begin_attempt(RequestState& state, AttemptPlan& plan,
                                                 const std::string& host_port,
                                                 ExchangeTimeouts& timeouts, bool& timed_out);
+  // The attempt at `host_port` failed before a response: counts it against the endpoint and
+  // keeps it as what answers the client; true when another endpoint may be tried.
+  bool attempt_failed(RequestState& state, std::string_view request_id,
+                      const std::string& host_port, ExchangeFailure failure,
+                      proxy_detail::FailedAttempts& failed);
+  // The attempt at `kept.endpoint` answered a 5xx while a retry is left, its body read into
+  // `kept` (`complete`) or not: counts it against the endpoint, gives the connection back when
+  // it can be reused, and keeps the response to relay (unreadable: a 502 failure instead).
+  void attempt_answered_error(RequestState& state, proxy_detail::KeptResponse kept, bool complete,
+                              UpstreamExchange& exchange, proxy_detail::FailedAttempts& failed);
+  // The response of `host_port` is the one relayed: counted for the endpoint, or against it when
+  // it is a 5xx.
+  void attempt_answered(const std::string& host_port, unsigned status, const AttemptPlan& plan);
 
   const std::vector<ProxyPool> pools_;
   const std::shared_ptr<const RouteTable> routes_;

@@ -174,8 +174,7 @@ asio::awaitable<void> Proxy::pick_through_epp(RequestState& state, const http::R
 
   AttemptPlan plan(options_.max_retries);
   plan.set_destinations(usable_destinations(routed.destinations, health_));
-  std::optional<ExchangeFailure> last_failure;
-  std::optional<KeptResponse> kept_response;
+  FailedAttempts failed;
   bool timed_out = false;
   // The EPP's list is its decision: primary, then fallbacks; no re-route once it is used up.
   while (std::optional<std::string> next = plan.next()) {
@@ -191,13 +190,9 @@ asio::awaitable<void> Proxy::pick_through_epp(RequestState& state, const http::R
       co_return;
     }
     if (auto* failure = std::get_if<ExchangeFailure>(&outcome)) {
-      spdlog::debug("gateway: request {} attempt {} at {} failed: {}", state.record.request_id,
-                    state.record.attempts, *next, failure->status.message());
-      record_failure(*next, failure->kind);
-      state.record.error = failure->status.message();
-      last_failure = std::move(*failure);
-      kept_response.reset();
-      if (!is_retryable(last_failure->kind)) break;
+      if (!attempt_failed(state, state.record.request_id, *next, std::move(*failure), failed)) {
+        break;
+      }
       continue;
     }
     UpstreamExchange& upstream = std::get<UpstreamExchange>(outcome);
@@ -209,27 +204,10 @@ asio::awaitable<void> Proxy::pick_through_epp(RequestState& state, const http::R
         client_gone(state, nullptr);
         co_return;
       }
-      if (complete) pool_.release(current_shard(), *next, std::move(upstream.connection));
-      record_failure(*next, AttemptFailure::kServerError);
-      state.record.error = fmt::format("{} answered {}", *next, kept.head.status);
-      if (complete) {
-        kept_response = std::move(kept);
-        last_failure.reset();
-      } else {
-        kept_response.reset();
-        last_failure = ExchangeFailure{
-            AttemptFailure::kReset,
-            Status(502,
-                   fmt::format("{} answered {} with an unreadable body", *next, kept.head.status))};
-      }
+      attempt_answered_error(state, std::move(kept), complete, upstream, failed);
       continue;
     }
-    if (upstream.head.status >= 500) {
-      record_failure(*next, AttemptFailure::kServerError);
-      if (plan.attempted().size() > 1) metrics_.count_error("all_attempts_failed");
-    } else {
-      health_.record_success(*next);
-    }
+    attempt_answered(*next, upstream.head.status, plan);
     const http::ResponseHead head = upstream.head;
     co_await relay_through_epp(state, writer, epp, head, *next, &upstream, {});
     co_return;
@@ -237,10 +215,11 @@ asio::awaitable<void> Proxy::pick_through_epp(RequestState& state, const http::R
 
   // Every listed endpoint failed.
   if (plan.attempted().size() > 1) metrics_.count_error("all_attempts_failed");
-  if (kept_response) {
+  if (failed.kept_response) {
     // The model server's own error, through the EPP as any response.
-    co_await relay_through_epp(state, writer, epp, kept_response->head, kept_response->endpoint,
-                               nullptr, std::move(kept_response->body));
+    KeptResponse& kept = *failed.kept_response;
+    co_await relay_through_epp(state, writer, epp, kept.head, kept.endpoint, nullptr,
+                               std::move(kept.body));
     co_return;
   }
   Status status = Status::unavailable("no endpoint left to try");
@@ -248,8 +227,9 @@ asio::awaitable<void> Proxy::pick_through_epp(RequestState& state, const http::R
     status = Status(504, fmt::format("the request did not complete within {} ms",
                                      state.request_timeout.count()));
     metrics_.count_error("upstream_timeout");
-  } else if (last_failure) {
-    status = final_status(*last_failure, state.record.attempts);  // the attempt counted already
+  } else if (failed.last_failure) {
+    status =
+        final_status(*failed.last_failure, state.record.attempts);  // the attempt counted already
   } else {
     metrics_.count_error("no_endpoint");
   }

@@ -34,6 +34,13 @@ struct KeptResponse {
   std::string endpoint;
 };
 
+// What the attempts that did not answer the client left behind: the failure to answer with, or
+// an endpoint's own 5xx, kept to relay instead (at most one of the two).
+struct FailedAttempts {
+  std::optional<ExchangeFailure> last_failure;
+  std::optional<KeptResponse> kept_response;
+};
+
 // The errors_total reason for an error status a picker answered with.
 std::string_view picker_error_reason(const Status& status);
 // What the client gets for the failure of the last attempt.

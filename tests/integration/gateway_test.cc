@@ -1,8 +1,9 @@
 // `infergate serve` end to end on loopback: the gateway in front of three simulated vLLM servers
 // (and, for the retry test, a closed port). Routing follows load and prefixes, streams are relayed
-// event by event, model names are rewritten both ways, dead endpoints are retried around and
-// ejected, departed clients free the model server's work, bad input gets OpenAI-style errors, and
-// a drain lets a stream finish.
+// event by event, model names are rewritten both ways, dead endpoints and server errors are
+// retried around and ejected (the server's own error relayed when every attempt fails), departed
+// clients free the model server's work, bad input gets OpenAI-style errors, and a drain lets a
+// stream finish.
 #include "gateway/gateway.h"
 
 #include <gtest/gtest.h>
@@ -79,6 +80,7 @@ class GatewayTest : public ::testing::Test {
       options.engine.max_model_len = 8192;
       options.engine.step_time.fixed_ms = 5;  // ~11 ms per decode step
       options.engine.step_time.frontend_ms = 2;
+      if (sim_idx == 0) options.failure_rate_percent = first_sim_failure_rate_percent_;
       sims_.push_back(std::make_unique<sim::SimServer>(sim_io_, options));
       sims_.back()->start();
     }
@@ -168,6 +170,8 @@ class GatewayTest : public ::testing::Test {
     return entries;
   }
 
+  // Share of sim-0's requests it answers with a 503 (set before SetUp).
+  double first_sim_failure_rate_percent_ = 0;
   asio::io_context sim_io_{1};
   std::vector<std::unique_ptr<sim::SimServer>> sims_;
   std::thread sim_thread_;
@@ -380,6 +384,61 @@ TEST_F(GatewayTest, ADeadEndpointIsRetriedAroundAndEjected) {
       metrics.find("infergate_gateway_endpoint_ejections_total{endpoint=\"" + dead + "\"} 1.0"),
       std::string::npos)
       << metrics;
+}
+
+// sim-0 answers every request with a 503.
+class GatewayFailingSimTest : public GatewayTest {
+ protected:
+  GatewayFailingSimTest() { first_sim_failure_rate_percent_ = 100; }
+};
+
+TEST_F(GatewayFailingSimTest, AServerErrorIsRetriedOnAnotherEndpoint) {
+  gateway::GatewayOptions options = default_options();
+  options.ejection = {.consecutive_failures = 2, .cooldown = seconds(60)};
+  start_gateway(std::move(options));
+  const std::string failing = sim_endpoint(0);
+
+  // sim-0 answers at once, so its queue stays empty and the picker likes it until it is
+  // ejected; every request still succeeds elsewhere.
+  int sent = 0;
+  while (sent < 100 && !gateway_->health().is_ejected(failing)) {
+    auto response = complete("request " + std::to_string(sent));
+    ASSERT_TRUE(response.ok()) << response.status().message();
+    ASSERT_EQ(response->status, 200u) << response->body;
+    EXPECT_NE(served_by(*response), failing);
+    ++sent;
+  }
+  ASSERT_TRUE(gateway_->health().is_ejected(failing)) << "after " << sent << " requests";
+  EXPECT_EQ(gateway_->metrics().errors("upstream_5xx"), 2.0);
+  EXPECT_EQ(gateway_->metrics().errors("all_attempts_failed"), 0.0);
+  int attempts = 0;
+  for (const json& entry : access_log(static_cast<std::size_t>(sent))) {
+    EXPECT_EQ(entry["status"], 200) << entry.dump();
+    attempts += entry["attempts"].get<int>();
+  }
+  EXPECT_EQ(attempts, sent + 2) << "one more attempt for each 503";
+}
+
+TEST_F(GatewayTest, AServerErrorFromEveryAttemptIsRelayedAsTheServerSentIt) {
+  gateway::GatewayOptions options = default_options();
+  options.proxy.max_retries = 3;  // more than the other endpoints: the last 503 is kept, too
+  start_gateway(std::move(options));
+  // Every sim fails this request: each of the three gets one attempt and answers 503, and the
+  // error kept from an attempt is what the client gets once no endpoint is left to try.
+  auto response = send(verb::post, "/v1/completions", completion_body(kModel, "fail", 1),
+                       {{"x-return-error", "503"}});
+  ASSERT_TRUE(response.ok()) << response.status().message();
+  EXPECT_EQ(response->status, 503u) << response->body;
+  const json error = json::parse(response->body);
+  EXPECT_EQ(error["error"]["code"], 503);
+  EXPECT_NE(error["error"]["message"].get<std::string>().find("injected failure"),
+            std::string::npos)
+      << "the model server's own error body: " << response->body;
+  EXPECT_EQ(gateway_->metrics().errors("upstream_5xx"), 3.0);
+  EXPECT_EQ(gateway_->metrics().errors("all_attempts_failed"), 1.0);
+  const json entry = access_log(1).back();
+  EXPECT_EQ(entry["status"], 503) << entry.dump();
+  EXPECT_EQ(entry["attempts"], 3) << entry.dump();
 }
 
 TEST_F(GatewayTest, AClientThatLeavesFreesTheModelServersRequest) {
