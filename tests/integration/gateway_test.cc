@@ -2,8 +2,8 @@
 // (and, for the retry test, a closed port). Routing follows load and prefixes, streams are relayed
 // event by event, model names are rewritten both ways, dead endpoints and server errors are
 // retried around and ejected (the server's own error relayed when every attempt fails), departed
-// clients free the model server's work, bad input gets OpenAI-style errors, and a drain lets a
-// stream finish.
+// clients and timed-out requests free the model server's work, sheddable requests get 429 while
+// the pool is saturated, bad input gets OpenAI-style errors, and a drain lets a stream finish.
 #include "gateway/gateway.h"
 
 #include <gtest/gtest.h>
@@ -519,6 +519,70 @@ TEST_F(GatewayTest, BadInputGetsOpenAiStyleErrors) {
     EXPECT_NE(metrics.find(expected), std::string::npos) << expected;
   }
   EXPECT_NE(metrics.find("inference_objective_request_error_total"), std::string::npos);
+}
+
+TEST_F(GatewayTest, SheddableRequestsGet429WhileThePoolIsSaturated) {
+  gateway::GatewayOptions options = default_options();
+  options.endpoints.resize(1);  // sim-0 alone
+  api::InferenceObjective batch;
+  batch.metadata.name = "batch";
+  batch.metadata.namespace_name = "default";
+  batch.priority = -1;
+  options.policies = std::make_shared<const datastore::ModelPolicies>(
+      std::vector<api::InferenceObjective>{batch}, std::vector<api::InferenceModelRewrite>{});
+  // Saturated from one request in flight on.
+  options.picker_config.plugins.push_back({.name = "saturation",
+                                           .type = "concurrency-detector",
+                                           .parameters = json{{"maxConcurrency", 1}}});
+  options.picker_config.saturation_detector_ref = "saturation";
+  start_gateway(std::move(options), /*live_endpoints=*/1);
+
+  // ~11 ms per token: 60 tokens hold the pool saturated for ~700 ms.
+  std::future<Result<http::ClientResponse>> long_request =
+      std::async(std::launch::async, [this] { return complete("a longer answer", 60); });
+  ASSERT_TRUE(eventually([&] { return gateway_->in_flight() == 1; }));
+  const http::Headers sheddable = {{"x-gateway-inference-objective", "batch"}};
+  auto shed = send(verb::post, "/v1/completions", completion_body(kModel, "hi", 1), sheddable);
+  ASSERT_TRUE(shed.ok()) << shed.status().message();
+  EXPECT_EQ(shed->status, 429u) << shed->body;
+  const json error = json::parse(shed->body)["error"];
+  EXPECT_EQ(error["code"], 429);
+  EXPECT_EQ(error["type"], "RateLimitError");
+  // Priority 0 (no objective named) is never shed.
+  auto kept = complete("hi");
+  ASSERT_TRUE(kept.ok()) << kept.status().message();
+  EXPECT_EQ(kept->status, 200u) << kept->body;
+  auto held = long_request.get();
+  ASSERT_TRUE(held.ok()) << held.status().message();
+  EXPECT_EQ(held->status, 200u) << held->body;
+  EXPECT_EQ(gateway_->metrics().errors("shed"), 1.0);
+  // Idle again: the sheddable request goes through.
+  auto later = send(verb::post, "/v1/completions", completion_body(kModel, "hi", 1), sheddable);
+  ASSERT_TRUE(later.ok()) << later.status().message();
+  EXPECT_EQ(later->status, 200u) << later->body;
+  int shed_lines = 0;
+  for (const json& entry : access_log(4)) shed_lines += entry["status"] == 429 ? 1 : 0;
+  EXPECT_EQ(shed_lines, 1);
+}
+
+TEST_F(GatewayTest, ARequestOverItsTimeoutIs504AndFreesTheModelServersRequest) {
+  gateway::GatewayOptions options = default_options();
+  options.proxy.request_timeout = milliseconds(100);
+  start_gateway(std::move(options));
+  // ~11 ms per token: 200 tokens take over 2 s, and a whole response has no byte before its end.
+  auto late = complete("a long answer", 200);
+  ASSERT_TRUE(late.ok()) << late.status().message();
+  EXPECT_EQ(late->status, 504u) << late->body;
+  const json error = json::parse(late->body)["error"];
+  EXPECT_EQ(error["code"], 504);
+  EXPECT_EQ(gateway_->metrics().errors("upstream_timeout"), 1.0);
+  EXPECT_EQ(access_log(1).back()["status"], 504);
+  EXPECT_TRUE(eventually([&] { return sim_requests_in_engines() == 0; }))
+      << "the upstream connection was closed, and the sim dropped the request";
+  // A request within its time still succeeds.
+  auto quick = complete("a short answer", 1);
+  ASSERT_TRUE(quick.ok()) << quick.status().message();
+  EXPECT_EQ(quick->status, 200u) << quick->body;
 }
 
 TEST_F(GatewayTest, ProbesModelsMetricsAndAccessLog) {
