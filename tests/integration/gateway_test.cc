@@ -1,20 +1,25 @@
 // `infergate serve` end to end on loopback: the gateway in front of three simulated vLLM servers
-// (and, for the retry test, a closed port). Routing follows load and prefixes, streams are relayed
-// event by event, model names are rewritten both ways, dead endpoints and server errors are
-// retried around and ejected (the server's own error relayed when every attempt fails), departed
-// clients and timed-out requests free the model server's work, sheddable requests get 429 while
-// the pool is saturated, bad input gets OpenAI-style errors, and a drain lets a stream finish.
+// (and, for single tests, a closed port or a server whose stream stalls). Routing follows load and
+// prefixes, streams are relayed event by event, model names are rewritten both ways, dead endpoints
+// and server errors are retried around and ejected (the server's own error relayed when every
+// attempt fails), departed clients and timed-out requests free the model server's work, a stalled
+// stream is cut after the idle timeout, sheddable requests get 429 while the pool is saturated, bad
+// input gets OpenAI-style errors, and a drain lets a stream finish.
 #include "gateway/gateway.h"
 
 #include <gtest/gtest.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <future>
 #include <mutex>
@@ -25,6 +30,7 @@
 #include "datastore/datastore.h"
 #include "datastore/model_policies.h"
 #include "http/client.h"
+#include "http/server.h"
 #include "http/sse.h"
 #include "integration/support.h"
 #include "request/tokenizer.h"
@@ -583,6 +589,53 @@ TEST_F(GatewayTest, ARequestOverItsTimeoutIs504AndFreesTheModelServersRequest) {
   auto quick = complete("a short answer", 1);
   ASSERT_TRUE(quick.ok()) << quick.status().message();
   EXPECT_EQ(quick->status, 200u) << quick->body;
+}
+
+TEST_F(GatewayTest, AStreamThatStallsIsCutAfterTheIdleTimeout) {
+  // A model server that answers a stream's head and first event, then nothing more.
+  asio::io_context stall_io{1};
+  asio::steady_timer hold(stall_io, std::chrono::hours(1));
+  http::Server stalling(
+      stall_io, http::ServerOptions{},
+      [&hold](http::Request& request, http::ResponseWriter& writer) -> asio::awaitable<void> {
+        if (request.target() == "/metrics") {
+          co_await writer.send(200, "text/plain", "");
+          co_return;
+        }
+        const json event = {{"id", "cmpl-1"},
+                            {"object", "text_completion"},
+                            {"model", kModel},
+                            {"choices", {{{"index", 0}, {"text", "one"}}}}};
+        co_await writer.begin_stream(200, "text/event-stream", {});
+        co_await writer.write_chunk("data: " + event.dump() + "\n\n");
+        co_await hold.async_wait(asio::as_tuple(asio::use_awaitable));  // until the test ends
+      });
+  stalling.start();
+  std::thread stall_thread([&stall_io] { stall_io.run(); });
+
+  gateway::GatewayOptions options = default_options();
+  options.endpoints = {{.pod_name = "stalling",
+                        .namespace_name = "default",
+                        .address = "127.0.0.1",
+                        .port = stalling.port()}};
+  options.proxy.idle_timeout = milliseconds(100);
+  start_gateway(std::move(options), /*live_endpoints=*/0);
+  auto cut = send(verb::post, "/v1/completions", completion_body(kModel, "hi", 8, true));
+  EXPECT_FALSE(cut.ok()) << "the stream ends without its last chunk: " << cut->body;
+  EXPECT_EQ(gateway_->metrics().errors("upstream_timeout"), 1.0);
+  const json entry = access_log(1).back();
+  EXPECT_EQ(entry["status"], 200) << entry.dump();
+  EXPECT_NE(entry["error"].get<std::string>().find("broke off"), std::string::npos) << entry.dump();
+  // Other requests are undisturbed.
+  auto health = send(verb::get, "/healthz");
+  ASSERT_TRUE(health.ok()) << health.status().message();
+  EXPECT_EQ(health->status, 200u);
+
+  asio::post(stall_io, [&] {
+    hold.cancel();
+    stalling.stop();
+  });
+  stall_thread.join();
 }
 
 TEST_F(GatewayTest, ProbesModelsMetricsAndAccessLog) {
