@@ -573,7 +573,7 @@ TEST_F(GatewayTest, SheddableRequestsGet429WhileThePoolIsSaturated) {
 
 TEST_F(GatewayTest, ARequestOverItsTimeoutIs504AndFreesTheModelServersRequest) {
   gateway::GatewayOptions options = default_options();
-  options.proxy.request_timeout = milliseconds(100);
+  options.proxy.request_timeout = milliseconds(300);
   start_gateway(std::move(options));
   // ~11 ms per token: 200 tokens take over 2 s, and a whole response has no byte before its end.
   auto late = complete("a long answer", 200);
@@ -618,7 +618,7 @@ TEST_F(GatewayTest, AStreamThatStallsIsCutAfterTheIdleTimeout) {
                         .namespace_name = "default",
                         .address = "127.0.0.1",
                         .port = stalling.port()}};
-  options.proxy.idle_timeout = milliseconds(100);
+  options.proxy.idle_timeout = milliseconds(300);
   start_gateway(std::move(options), /*live_endpoints=*/0);
   auto cut = send(verb::post, "/v1/completions", completion_body(kModel, "hi", 8, true));
   EXPECT_FALSE(cut.ok()) << "the stream ends without its last chunk: " << cut->body;
