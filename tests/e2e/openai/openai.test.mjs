@@ -6,7 +6,8 @@
 //
 // Checks what an application using the client relies on: non-streaming chat and completions
 // (model name as requested, usage), streaming chat (several content deltas, the usage chunk with
-// stream_options.include_usage) and errors surfacing as APIError with the right status.
+// stream_options.include_usage), errors surfacing as APIError with the right status, and a
+// SIGTERM letting a stream in flight finish before the gateway exits.
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -208,5 +209,64 @@ describe('infergate serve with the openai client', () => {
         return true;
       },
     );
+  });
+});
+
+describe('infergate serve on SIGTERM', () => {
+  const processes = [];
+
+  after(async () => {
+    await Promise.all(processes.reverse().map(stop_process));
+  });
+
+  test('a stream in flight finishes, then the gateway exits with status 0', async () => {
+    const binary = infergate_binary();
+    // Real time: ~7 ms per token, so 40 tokens stream for about a quarter of a second.
+    const sim = await start_process(binary, ['sim', '--port', '0', '--seed', '3'],
+      /on http:\/\/127\.0\.0\.1:(\d+)/);
+    processes.push(sim);
+    const gateway = await start_process(
+      binary,
+      ['serve', '--host', '127.0.0.1', '--port', '0', '--workers', '1', '--access-log=false',
+        '--endpoints', `127.0.0.1:${sim.port}`],
+      /listening on http:\/\/127\.0\.0\.1:(\d+)/,
+    );
+    processes.push(gateway);
+    await wait_until_ready(gateway.port);
+    const client = new OpenAI({
+      baseURL: `http://127.0.0.1:${gateway.port}/v1`,
+      apiKey: 'not-checked',
+      maxRetries: 0,
+      timeout: 10000,
+    });
+    const exited = new Promise((resolve) => {
+      gateway.child.removeAllListeners('exit');
+      gateway.child.on('exit', (code, signal) => resolve({ code, signal }));
+    });
+
+    const stream = await client.completions.create({
+      model: kModel,
+      prompt: 'Once upon a time',
+      max_tokens: 40,
+      ignore_eos: true,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let chunks = 0;
+    let finish_reason = null;
+    let usage = null;
+    for await (const chunk of stream) {
+      chunks += 1;
+      if (chunks === 1) gateway.child.kill('SIGTERM');  // mid-stream
+      if (chunk.usage) usage = chunk.usage;
+      for (const choice of chunk.choices) {
+        if (choice.finish_reason) finish_reason = choice.finish_reason;
+      }
+    }
+    assert.equal(finish_reason, 'length', 'the stream ran to its end');
+    assert.ok(usage, 'no usage chunk');
+    assert.equal(usage.completion_tokens, 40);
+    assert.deepEqual(await exited, { code: 0, signal: null });
+    assert.match(gateway.output(), /draining/);
   });
 });
