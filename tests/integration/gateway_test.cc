@@ -612,6 +612,20 @@ TEST_F(GatewayTest, AStreamThatStallsIsCutAfterTheIdleTimeout) {
       });
   stalling.start();
   std::thread stall_thread([&stall_io] { stall_io.run(); });
+  // Stops the server and its thread however the test ends.
+  struct StopStalling {
+    asio::io_context& io;
+    asio::steady_timer& hold;
+    http::Server& server;
+    std::thread& thread;
+    ~StopStalling() {
+      asio::post(io, [this] {
+        hold.cancel();
+        server.stop();
+      });
+      thread.join();
+    }
+  } stop_stalling{stall_io, hold, stalling, stall_thread};
 
   gateway::GatewayOptions options = default_options();
   options.endpoints = {{.pod_name = "stalling",
@@ -630,12 +644,6 @@ TEST_F(GatewayTest, AStreamThatStallsIsCutAfterTheIdleTimeout) {
   auto health = send(verb::get, "/healthz");
   ASSERT_TRUE(health.ok()) << health.status().message();
   EXPECT_EQ(health->status, 200u);
-
-  asio::post(stall_io, [&] {
-    hold.cancel();
-    stalling.stop();
-  });
-  stall_thread.join();
 }
 
 TEST_F(GatewayTest, ProbesModelsMetricsAndAccessLog) {
