@@ -546,7 +546,10 @@ TEST_F(GatewayTest, SheddableRequestsGet429WhileThePoolIsSaturated) {
   // ~11 ms per token: 60 tokens hold the pool saturated for ~700 ms.
   std::future<Result<http::ClientResponse>> long_request =
       std::async(std::launch::async, [this] { return complete("a longer answer", 60); });
-  ASSERT_TRUE(eventually([&] { return gateway_->in_flight() == 1; }));
+  // Charged to sim-0 once routed (the gateway counts it in flight a little earlier).
+  const auto snapshot = gateway_->datastore().snapshot();
+  const datastore::Endpoint& sim0 = snapshot->endpoints.front();
+  ASSERT_TRUE(eventually([&] { return sim0.state->inflight_requests.load() == 1; }));
   const http::Headers sheddable = {{"x-gateway-inference-objective", "batch"}};
   auto shed = send(verb::post, "/v1/completions", completion_body(kModel, "hi", 1), sheddable);
   ASSERT_TRUE(shed.ok()) << shed.status().message();
