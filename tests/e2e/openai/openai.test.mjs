@@ -62,6 +62,16 @@ function stop_process(started) {
   });
 }
 
+// The openai client for the gateway on `port`: no retries, so that every error surfaces.
+function client_for(port) {
+  return new OpenAI({
+    baseURL: `http://127.0.0.1:${port}/v1`,
+    apiKey: 'not-checked',
+    maxRetries: 0,
+    timeout: 10000,
+  });
+}
+
 // Polls until the gateway has scraped the simulators' metrics (/readyz 200).
 async function wait_until_ready(port) {
   const deadline = Date.now() + kStartTimeoutMs;
@@ -98,12 +108,7 @@ describe('infergate serve with the openai client', () => {
     );
     processes.push(gateway);
     await wait_until_ready(gateway.port);
-    client = new OpenAI({
-      baseURL: `http://127.0.0.1:${gateway.port}/v1`,
-      apiKey: 'not-checked',
-      maxRetries: 0,
-      timeout: 10000,
-    });
+    client = client_for(gateway.port);
   });
 
   after(async () => {
@@ -233,12 +238,7 @@ describe('infergate serve on SIGTERM', () => {
     );
     processes.push(gateway);
     await wait_until_ready(gateway.port);
-    const client = new OpenAI({
-      baseURL: `http://127.0.0.1:${gateway.port}/v1`,
-      apiKey: 'not-checked',
-      maxRetries: 0,
-      timeout: 10000,
-    });
+    const client = client_for(gateway.port);
     const exited = new Promise((resolve) => {
       gateway.child.removeAllListeners('exit');
       gateway.child.on('exit', (code, signal) => resolve({ code, signal }));
