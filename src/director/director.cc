@@ -116,12 +116,18 @@ std::string_view error_code_name(int http_status) {
       return "Forbidden";
     case 404:
       return "NotFound";
+    case 405:
+      return "MethodNotAllowed";
     case 413:
       return "PayloadTooLarge";
     case 429:
       return "ResourceExhausted";
+    case 502:
+      return "BadGateway";
     case 503:
       return "ServiceUnavailable";
+    case 504:
+      return "GatewayTimeout";
     default:
       return "Internal";
   }

@@ -46,8 +46,9 @@ std::optional<std::string_view> find_header(const Headers& headers,
                                             std::string_view lower_case_name);
 
 // The reference EPP's error code names (epp-protocol §9.2) for an HTTP status: 400 BadRequest,
-// 401 Unauthorized, 403 Forbidden, 404 NotFound, 413 PayloadTooLarge, 429 ResourceExhausted,
-// 503 ServiceUnavailable, anything else Internal.
+// 401 Unauthorized, 403 Forbidden, 404 NotFound, 429 ResourceExhausted, 503 ServiceUnavailable,
+// anything else Internal; and infergate's own names for statuses the reference EPP never
+// answers with: 405 MethodNotAllowed, 413 PayloadTooLarge, 502 BadGateway, 504 GatewayTimeout.
 std::string_view error_code_name(int http_status);
 // The body of a local reply for `status`: "inference error: <Code> - <message>".
 std::string error_body(const Status& status);

@@ -158,9 +158,12 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
   if (is_inference_path(path) || path == "/v1/models") {
     const bool models = path == "/v1/models";
     if (models ? !get : method != bhttp::verb::post) {
+      const std::string_view allowed = models ? "GET, HEAD" : "POST";
       const Status status(405, fmt::format("method {} is not allowed for {}; use {}",
                                            request.method_string(), path, models ? "GET" : "POST"));
-      co_await reply_error(state, writer, status, "method_not_allowed", false);
+      http::Headers allow;
+      allow.emplace_back("Allow", allowed);
+      co_await reply_error(state, writer, status, "method_not_allowed", false, std::move(allow));
     } else if (models && !models_.empty()) {
       co_await list_models(state, writer);
     } else if (epp_ != nullptr) {
@@ -650,7 +653,7 @@ void Proxy::client_gone(RequestState& state, director::RoutedRequest* routed) {
 
 asio::awaitable<void> Proxy::reply_error(RequestState& state, http::ResponseWriter& writer,
                                          const Status& status, std::string_view reason,
-                                         bool counted_by_director) {
+                                         bool counted_by_director, http::Headers extra) {
   metrics_.count_error(reason);
   if (!counted_by_director) {
     // Before a pool is chosen the error is the gateway's own (e.g. no route): the director of
@@ -665,8 +668,8 @@ asio::awaitable<void> Proxy::reply_error(RequestState& state, http::ResponseWrit
   state.record.status = static_cast<unsigned>(status.http_status());
   state.record.error = status.message();
   std::string body = status.to_openai_json();
-  const bool sent =
-      co_await writer.send(static_cast<unsigned>(status.http_status()), kJson, std::move(body));
+  const bool sent = co_await writer.send(static_cast<unsigned>(status.http_status()), kJson,
+                                         std::move(body), std::move(extra));
   if (!sent) state.record.status = kClientClosed;
 }
 

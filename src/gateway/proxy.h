@@ -178,9 +178,10 @@ class Proxy {
   boost::asio::awaitable<bool> keep_error_body(RequestState& state, http::ResponseWriter& writer,
                                                UpstreamExchange& exchange, std::string& body);
 
+  // `extra` goes into the answer's head (e.g. the Allow field of a 405).
   boost::asio::awaitable<void> reply_error(RequestState& state, http::ResponseWriter& writer,
                                            const Status& status, std::string_view reason,
-                                           bool counted_by_director);
+                                           bool counted_by_director, http::Headers extra = {});
   boost::asio::awaitable<void> readyz(http::ResponseWriter& writer);
   boost::asio::awaitable<void> list_models(RequestState& state, http::ResponseWriter& writer);
   // The pool of every request when there are no routes (nothing to choose), else nullptr.

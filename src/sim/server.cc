@@ -235,40 +235,67 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> handle(http::Request& request, http::ResponseWriter& writer) {
     const std::string_view target = request.target();
     const std::string_view path = target.substr(0, target.find('?'));
-    const bool get = request.method() == http_proto::verb::get;
-    const bool post = request.method() == http_proto::verb::post;
+    const http_proto::verb allowed = allowed_method(path);
+    if (allowed == http_proto::verb::unknown || request.method() != allowed) {
+      co_return co_await reject(request, path, writer);
+    }
     if (path == "/v1/completions" || path == "/v1/chat/completions") {
-      if (!post) co_return co_await send_error(writer, Status(405, "Method Not Allowed"), "method");
       co_await generate(request, writer,
                         path == "/v1/completions" ? request::ApiKind::kCompletions
                                                   : request::ApiKind::kChatCompletions);
     } else if (path == "/health" || path == "/health/ready") {
       co_await writer.send(200, "application/json", "");
-    } else if (path == "/metrics" && get) {
+    } else if (path == "/metrics") {
       co_await writer.send(200, "text/plain; version=0.0.4; charset=utf-8", registry.expose());
-    } else if (path == "/v1/models" && get) {
+    } else if (path == "/v1/models") {
       co_await writer.send(200, "application/json", models_json().dump());
-    } else if (path == "/v1/load_lora_adapter" && post) {
+    } else if (path == "/v1/load_lora_adapter") {
       co_await load_lora(request.body(), writer);
-    } else if (path == "/v1/unload_lora_adapter" && post) {
+    } else if (path == "/v1/unload_lora_adapter") {
       co_await unload_lora(request.body(), writer);
-    } else if (path == "/reset_prefix_cache" && post) {
+    } else {  // /reset_prefix_cache
       const int dropped = engine.reset_prefix_cache();
       spdlog::info("sim: prefix cache reset, {} cached free blocks dropped", dropped);
       co_await writer.send(200, "application/json", "");
-    } else {
-      co_await send_error(writer,
-                          Status::not_found(fmt::format(
-                              "no route for {} {}", std::string(request.method_string()), path)),
-                          "route");
     }
   }
 
+  // The one method a path answers to (each route has one, as in vLLM's API server, which does
+  // not answer HEAD either), or unknown for a path the server does not have.
+  static http_proto::verb allowed_method(std::string_view path) {
+    if (path == "/health" || path == "/health/ready" || path == "/metrics" ||
+        path == "/v1/models") {
+      return http_proto::verb::get;
+    }
+    if (path == "/v1/completions" || path == "/v1/chat/completions" ||
+        path == "/v1/load_lora_adapter" || path == "/v1/unload_lora_adapter" ||
+        path == "/reset_prefix_cache") {
+      return http_proto::verb::post;
+    }
+    return http_proto::verb::unknown;
+  }
+
+  // 404 for an unknown path, 405 (with Allow) for a known path and another method.
+  asio::awaitable<void> reject(const http::Request& request, std::string_view path,
+                               http::ResponseWriter& writer) {
+    const http_proto::verb allowed = allowed_method(path);
+    const std::string method(request.method_string());
+    if (allowed == http_proto::verb::unknown) {
+      co_return co_await send_error(
+          writer, Status::not_found(fmt::format("no route for {} {}", method, path)), "route");
+    }
+    http::Headers allow;
+    allow.emplace_back("Allow", std::string(http_proto::to_string(allowed)));
+    co_await send_error(writer,
+                        Status(405, fmt::format("method {} is not allowed for {}", method, path)),
+                        "method", std::move(allow));
+  }
+
   asio::awaitable<void> send_error(http::ResponseWriter& writer, const Status& status,
-                                   std::string_view reason) {
+                                   std::string_view reason, http::Headers extra = {}) {
     errors->with({std::to_string(status.http_status()), reason}).inc();
     co_await writer.send(static_cast<unsigned>(status.http_status()), "application/json",
-                         status.to_openai_json());
+                         status.to_openai_json(), std::move(extra));
   }
 
   std::optional<unsigned> injected_failure(const http::Request& request) {

@@ -510,18 +510,23 @@ TEST_F(GatewayTest, BadInputGetsOpenAiStyleErrors) {
     EXPECT_EQ(error["code"], row.status) << row.description;
     EXPECT_EQ(error["type"], row.type) << row.description;
     EXPECT_FALSE(error["message"].get<std::string>().empty()) << row.description;
+    if (row.status == 405) {
+      EXPECT_EQ(http::find_header(response->headers, "allow"), "POST") << row.description;
+    }
   }
   // The handler's four answers are counted once logged; the 413 is the HTTP server's own.
   EXPECT_EQ(access_log(4).size(), 4u);
   const std::string metrics = send(verb::get, "/metrics")->body;
-  for (const std::string expected : {
-           R"(infergate_gateway_errors_total{reason="bad_request"} 2.0)",
-           R"(infergate_gateway_errors_total{reason="not_found"} 1.0)",
-           R"(infergate_gateway_errors_total{reason="method_not_allowed"} 1.0)",
-           R"(infergate_gateway_errors_total{reason="body_too_large"} 1.0)",
-           R"(infergate_gateway_requests_total{code="400"} 2.0)",
-           R"(infergate_gateway_requests_total{code="413"} 1.0)",
-       }) {
+  for (
+      const std::string expected : {
+          R"(infergate_gateway_errors_total{reason="bad_request"} 2.0)",
+          R"(infergate_gateway_errors_total{reason="not_found"} 1.0)",
+          R"(infergate_gateway_errors_total{reason="method_not_allowed"} 1.0)",
+          R"(infergate_gateway_errors_total{reason="body_too_large"} 1.0)",
+          R"(infergate_gateway_requests_total{code="400"} 2.0)",
+          R"(infergate_gateway_requests_total{code="413"} 1.0)",
+          R"(inference_objective_request_error_total{error_code="MethodNotAllowed",model_name="",target_model_name=""} 1.0)",
+      }) {
     EXPECT_NE(metrics.find(expected), std::string::npos) << expected;
   }
   EXPECT_NE(metrics.find("inference_objective_request_error_total"), std::string::npos);
@@ -585,6 +590,8 @@ TEST_F(GatewayTest, ARequestOverItsTimeoutIs504AndFreesTheModelServersRequest) {
   const json error = json::parse(late->body)["error"];
   EXPECT_EQ(error["code"], 504);
   EXPECT_EQ(gateway_->metrics().errors("upstream_timeout"), 1.0);
+  EXPECT_NE(send(verb::get, "/metrics")->body.find(R"(error_code="GatewayTimeout")"),
+            std::string::npos);
   EXPECT_EQ(access_log(1).back()["status"], 504);
   EXPECT_TRUE(eventually([&] { return sim_requests_in_engines() == 0; }))
       << "the upstream connection was closed, and the sim dropped the request";

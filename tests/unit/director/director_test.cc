@@ -511,6 +511,10 @@ TEST(ErrorBodyTest, NamesTheReferenceErrorCodes) {
   EXPECT_EQ(error_code_name(503), "ServiceUnavailable");
   EXPECT_EQ(error_code_name(500), "Internal");
   EXPECT_EQ(error_code_name(413), "PayloadTooLarge");
+  EXPECT_EQ(error_code_name(405), "MethodNotAllowed");
+  EXPECT_EQ(error_code_name(502), "BadGateway");
+  EXPECT_EQ(error_code_name(504), "GatewayTimeout");
+  EXPECT_EQ(error_code_name(599), "Internal");
 }
 
 }  // namespace

@@ -160,7 +160,9 @@ TEST_F(SimServerTest, ResetPrefixCacheForgetsIdleCachedPrompts) {
   EXPECT_EQ(on_server([this] { return server_->engine().kv_cache().cached_block_count(); }), 0u);
   auto again = json::parse(post("/v1/completions", body.dump()).body);
   EXPECT_EQ(again["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
-  EXPECT_EQ(get("/reset_prefix_cache").status, 404u) << "POST only, as in vLLM";
+  const http::ClientResponse wrong_method = get("/reset_prefix_cache");
+  EXPECT_EQ(wrong_method.status, 405u) << "POST only, as in vLLM";
+  EXPECT_EQ(http::find_header(wrong_method.headers, "allow"), "POST");
 }
 
 TEST_F(SimServerTest, WithoutIgnoreEosOutputLengthIsDeterministicFromTheSeed) {
@@ -217,6 +219,41 @@ TEST_F(SimServerTest, BadInputGetsOpenAiErrors) {
         "infergate_sim_errors_total{reason=\"body_too_large\",status=\"413\"} 1.0"}) {
     EXPECT_NE(metrics.find(expected), std::string::npos) << expected;
   }
+}
+
+TEST_F(SimServerTest, AKnownPathAnswersOneMethodAndOthersGet405WithAllow) {
+  struct Case {
+    beast_http::verb method;
+    std::string path;
+    unsigned status;
+    std::string allow;  // empty: no Allow field
+  };
+  const std::vector<Case> cases = {
+      {beast_http::verb::get, "/v1/models", 200, ""},
+      {beast_http::verb::head, "/v1/models", 405, "GET"},
+      {beast_http::verb::delete_, "/v1/models", 405, "GET"},
+      {beast_http::verb::get, "/v1/chat/completions", 405, "POST"},
+      {beast_http::verb::post, "/metrics", 405, "GET"},
+      {beast_http::verb::get, "/v2/models", 404, ""},
+      {beast_http::verb::unknown, "/v2/models", 404, ""},
+  };
+  for (const auto& test : cases) {
+    http::Request request = http::make_request(test.method, test.path);
+    if (test.method == beast_http::verb::unknown) request.method_string("PURGE");
+    auto response =
+        http::fetch_blocking("127.0.0.1", server_->port(), std::move(request), kTimeout);
+    ASSERT_TRUE(response.ok()) << test.path << ": " << response.status().message();
+    EXPECT_EQ(response->status, test.status) << test.method << " " << test.path;
+    const auto allow = http::find_header(response->headers, "allow");
+    if (test.allow.empty()) {
+      EXPECT_FALSE(allow.has_value()) << test.method << " " << test.path;
+    } else {
+      EXPECT_EQ(allow, test.allow) << test.method << " " << test.path;
+    }
+  }
+  EXPECT_NE(
+      get("/metrics").body.find("infergate_sim_errors_total{reason=\"method\",status=\"405\"} 4.0"),
+      std::string::npos);
 }
 
 TEST_F(SimServerTest, ReturnErrorHeaderForcesAnInjectedFailure) {
