@@ -158,11 +158,10 @@ asio::awaitable<void> Proxy::handle(http::Request& request, http::ResponseWriter
   if (is_inference_path(path) || path == "/v1/models") {
     const bool models = path == "/v1/models";
     if (models ? !get : method != bhttp::verb::post) {
-      const std::string_view allowed = models ? "GET, HEAD" : "POST";
       const Status status(405, fmt::format("method {} is not allowed for {}; use {}",
                                            request.method_string(), path, models ? "GET" : "POST"));
       http::Headers allow;
-      allow.emplace_back("Allow", allowed);
+      allow.emplace_back("Allow", models ? "GET, HEAD" : "POST");
       co_await reply_error(state, writer, status, "method_not_allowed", false, std::move(allow));
     } else if (models && !models_.empty()) {
       co_await list_models(state, writer);

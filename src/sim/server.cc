@@ -237,7 +237,7 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     const std::string_view path = target.substr(0, target.find('?'));
     const http_proto::verb allowed = allowed_method(path);
     if (allowed == http_proto::verb::unknown || request.method() != allowed) {
-      co_return co_await reject(request, path, writer);
+      co_return co_await reject(request, path, allowed, writer);
     }
     if (path == "/v1/completions" || path == "/v1/chat/completions") {
       co_await generate(request, writer,
@@ -275,10 +275,10 @@ struct SimServer::Impl : std::enable_shared_from_this<Impl> {
     return http_proto::verb::unknown;
   }
 
-  // 404 for an unknown path, 405 (with Allow) for a known path and another method.
+  // 404 for an unknown path, 405 (with Allow) for a known path and another method; `allowed` is
+  // the path's allowed_method.
   asio::awaitable<void> reject(const http::Request& request, std::string_view path,
-                               http::ResponseWriter& writer) {
-    const http_proto::verb allowed = allowed_method(path);
+                               http_proto::verb allowed, http::ResponseWriter& writer) {
     const std::string method(request.method_string());
     if (allowed == http_proto::verb::unknown) {
       co_return co_await send_error(
