@@ -364,10 +364,10 @@ bool Proxy::attempt_failed(RequestState& state, std::string_view request_id,
 
 void Proxy::attempt_answered_error(RequestState& state, KeptResponse kept, bool complete,
                                    UpstreamExchange& exchange, FailedAttempts& failed) {
-  if (complete) pool_.release(current_shard(), kept.endpoint, std::move(exchange.connection));
   record_failure(kept.endpoint, AttemptFailure::kServerError);
   state.record.error = fmt::format("{} answered {}", kept.endpoint, kept.head.status);
   if (complete) {
+    pool_.release(current_shard(), kept.endpoint, std::move(exchange.connection));
     failed.kept_response = std::move(kept);
     failed.last_failure.reset();
   } else {

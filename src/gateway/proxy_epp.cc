@@ -228,8 +228,8 @@ asio::awaitable<void> Proxy::pick_through_epp(RequestState& state, const http::R
                                      state.request_timeout.count()));
     metrics_.count_error("upstream_timeout");
   } else if (failed.last_failure) {
-    status =
-        final_status(*failed.last_failure, state.record.attempts);  // the attempt counted already
+    // The attempt's reason was counted already.
+    status = final_status(*failed.last_failure, state.record.attempts);
   } else {
     metrics_.count_error("no_endpoint");
   }
